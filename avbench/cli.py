@@ -1,0 +1,225 @@
+"""The ``avbench`` command line.
+
+    avbench run [--method avca] [--dataset synthetic] [--seed 0] [--protocol avca2022] ...
+    avbench data import --root DIR --dataset ucf --features main
+    avbench datasets
+    avbench methods
+
+Errors are one line on stderr (exit 2); progress goes to stderr, results to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from avbench import __version__
+from avbench.errors import AvbenchError, ConfigError
+
+
+def _parse_sets(items: list[str]) -> dict:
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        out[key.strip().replace("-", "_")] = value.strip()
+    return out
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+# ---------------------------------------------------------------------------
+def cmd_run(args) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from avbench.data.registry import load_benchmark
+    from avbench.protocol.run import run_protocol
+
+    bench = load_benchmark(args.dataset, args.home)
+    overrides = _parse_sets(args.set)
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    if args.batches_per_epoch is not None:
+        overrides["batches_per_epoch"] = args.batches_per_epoch
+
+    err = _console(stderr=True)
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+        disable=args.quiet or not err.is_terminal and not args.progress,
+    )
+    tasks: dict[str, int] = {}
+    batch_task = {"id": None}
+
+    def on_epoch(stage, rec, total):
+        if stage not in tasks:
+            tasks[stage] = progress.add_task(stage, total=total, info="")
+        info = f"loss {rec.loss:.3f} lr {rec.lr:.0e}"
+        if rec.val:
+            info += f"  val HM {100 * rec.val['HM']:.2f} (β {rec.val['beta']:.2f})"
+        progress.update(tasks[stage], completed=rec.epoch, info=info)
+        if batch_task["id"] is not None:
+            progress.reset(batch_task["id"])
+
+    def on_batch():
+        if batch_task["id"] is None:
+            batch_task["id"] = progress.add_task("batches", total=None, info="")
+        progress.advance(batch_task["id"])
+
+    with progress:
+        result = run_protocol(
+            bench,
+            args.method,
+            protocol=args.protocol,
+            seed=args.seed,
+            overrides=overrides,
+            text_order="legacy" if args.legacy_text_order else "by-name",
+            device=args.device,
+            on_epoch=on_epoch,
+            on_batch=on_batch if not progress.disable else None,
+        )
+    summary = result.summary()
+    if args.json:
+        out = {**summary, "features": result.features, "stage2_epochs": result.stage2_epochs,
+               "device": result.device, "config": result.config, "val": result.val}
+        sys.stdout.write(json.dumps(out) + "\n")
+        return 0
+    _print_result(summary, result)
+    return 0
+
+
+def _print_result(summary: dict, result) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"{summary['method']} on {summary['dataset']} ({summary['protocol']}, seed {summary['seed']})")
+    for col in ("S", "U", "HM", "ZSL", "best epoch", "β"):
+        t.add_column(col, justify="right")
+    t.add_row(
+        f"{summary['S']:.2f}",
+        f"{summary['U']:.2f}",
+        f"{summary['HM']:.2f}",
+        f"{summary['ZSL']:.2f}",
+        str(summary["best_epoch"]),
+        f"{summary['beta']:.2f}",
+    )
+    con = _console()
+    con.print(t)
+    con.print(
+        f"test metrics ×100; epoch and β chosen on validation (val HM {100 * result.val['HM']:.2f}); "
+        f"stage 2 trained {result.stage2_epochs} epochs; text order {summary['text_order']}; "
+        f"data {summary['data_fingerprint']}; {summary['seconds']:.1f} s on {result.device}"
+    )
+
+
+def cmd_import(args) -> int:
+    from avbench.data.layout import import_layout
+    from avbench.data.registry import dataset_path
+
+    err = _console(stderr=True)
+    with err.status(f"reading {args.dataset} ({args.features}) from {args.root}") as status:
+        bench = import_layout(args.root, args.dataset, args.features, progress=lambda s: status.update(f"read {s}"))
+        path = bench.save(dataset_path(f"{args.dataset}-{args.features}", args.home))
+    s = bench.summary()
+    _console().print(
+        f"imported {s['name']}: {s['classes']} classes, audio {s['audio_dim']}-d, video {s['video_dim']}-d, "
+        f"text {s['text_dim']}-d, fingerprint {s['fingerprint']} -> {path}"
+    )
+    return 0
+
+
+def cmd_datasets(args) -> int:
+    from rich.table import Table
+
+    from avbench.data.registry import list_benchmarks
+
+    t = Table(title="datasets")
+    for col in ("name", "status", "detail"):
+        t.add_column(col)
+    for row in list_benchmarks(args.home):
+        t.add_row(row["name"], row["status"], row["detail"])
+    _console().print(t)
+    return 0
+
+
+def cmd_methods(args) -> int:
+    from rich.table import Table
+
+    from avbench.methods import available_methods
+
+    t = Table(title="methods")
+    for col in ("name", "description", "paper"):
+        t.add_column(col)
+    for name, cls in available_methods().items():
+        t.add_row(name, cls.description, cls.paper)
+    _console().print(t)
+    return 0
+
+
+# ---------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    from avbench.protocol.presets import DEFAULT_PRESET, PRESETS
+
+    p = argparse.ArgumentParser(prog="avbench", description="Audio-visual GZSL benchmark platform")
+    p.add_argument("--version", action="version", version=f"avbench {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    home = argparse.ArgumentParser(add_help=False)
+    home.add_argument("--home", default=None, help="avbench's data home (default $AVBENCH_HOME or ~/.avbench)")
+
+    r = sub.add_parser("run", parents=[home], help="train and evaluate one method through the two-stage protocol")
+    r.add_argument("--method", default="avca")
+    r.add_argument("--dataset", default="synthetic", help="synthetic, or an imported name: ucf, ucf-cls, activitynet, ...")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--protocol", default=DEFAULT_PRESET, choices=sorted(PRESETS))
+    r.add_argument("--epochs", type=int, default=None, help="epoch budget of stage 1 (default: method/dataset default)")
+    r.add_argument("--batches-per-epoch", type=int, default=None)
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any method or protocol setting")
+    r.add_argument("--legacy-text-order", action="store_true", help="the public code's misaligned class embeddings")
+    r.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    r.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--progress", action="store_true", help="progress bars even when stderr is not a terminal")
+    r.set_defaults(func=cmd_run)
+
+    d = sub.add_parser("data", help="benchmark data")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    i = dsub.add_parser("import", parents=[home], help="import a directory in the public AVCA-GZSL layout")
+    i.add_argument("--root", required=True, help="folder holding UCF/, ActivityNet/, VGGSound/ (or one of them)")
+    i.add_argument("--dataset", required=True, choices=["ucf", "activitynet", "vggsound"])
+    i.add_argument("--features", default="main", choices=["main", "cls"])
+    i.set_defaults(func=cmd_import)
+
+    ds = sub.add_parser("datasets", parents=[home], help="list datasets")
+    ds.set_defaults(func=cmd_datasets)
+    m = sub.add_parser("methods", help="list methods")
+    m.set_defaults(func=cmd_methods)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except AvbenchError as e:
+        print(f"avbench: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("avbench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

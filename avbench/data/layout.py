@@ -1,0 +1,306 @@
+"""Import the public AVCA-GZSL folder layout into one avbench benchmark file.
+
+Layout read (FIELD_NOTES §4)::
+
+    <root>/<UCF|ActivityNet|VGGSound>/
+        class-split/all_class.txt
+        class-split/<ucf|activitynet|vggsound>_w2v_class_names.csv    original -> cleaned name
+        class-split/<main_split|cls_split>/stage_*.txt                class names per split
+        features/<main_features|cls_features>/<audio|video>/<split>/<Class>.h5   data [N, D], video_urls [N]
+        features/<main_features|cls_features>/text/word_embeddings_<ucf|activity|vggsound>_normed.npy
+
+Everything is read and checked before anything is written; a failed check is one
+:class:`DataError` line naming the file and field.
+
+Class ids follow the public code: position in the sorted original class names.
+The class -> embedding matrix is built BY NAME (original name -> cleaned name via
+the csv -> embedding), case-insensitively for UCF and ActivityNet. The public
+code's order (embedding rows sorted by cleaned name, indexed by class id) is kept
+beside it as the ``legacy`` order, used only on explicit request.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from avbench.data.benchmark import STORED_SPLITS, SPLITS, Benchmark, Split
+from avbench.errors import DataError
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    key: str  # ucf | activitynet | vggsound
+    folder: str  # folder name in the public layout
+    csv_stem: str
+    text_stem: str
+    case_insensitive: bool
+    title: str
+
+
+DATASETS = {
+    "ucf": DatasetInfo("ucf", "UCF", "ucf", "ucf", True, "UCF-GZSL (UCF101 classes)"),
+    "activitynet": DatasetInfo("activitynet", "ActivityNet", "activitynet", "activity", True, "ActivityNet-GZSL"),
+    "vggsound": DatasetInfo("vggsound", "VGGSound", "vggsound", "vggsound", False, "VGGSound-GZSL"),
+}
+FEATURES = {"main": ("main_features", "main_split"), "cls": ("cls_features", "cls_split")}
+
+# Splits whose videos must not overlap (stage_2_train is their union and is derived).
+DISJOINT = STORED_SPLITS
+
+
+def dataset_root(root: Path, info: DatasetInfo) -> Path:
+    """``root`` may be the downloaded folder holding UCF/... or the dataset's own folder."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"{root}: no such directory (expected the folder holding {info.folder}/ or {info.folder}/ itself)")
+    if (root / "class-split").is_dir():
+        return root
+    for cand in root.iterdir():
+        if cand.is_dir() and cand.name.lower() == info.folder.lower() and (cand / "class-split").is_dir():
+            return cand
+    raise DataError(f"{root}: no {info.folder}/class-split folder here (expected the AVCA-GZSL layout, FIELD_NOTES §4)")
+
+
+def _read_lines(path: Path) -> list[str]:
+    if not path.is_file():
+        raise DataError(f"{path}: missing file")
+    return [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+
+
+def read_name_map(path: Path, fold) -> dict[str, str]:
+    """original class name (folded) -> cleaned name, from the *_w2v_class_names.csv."""
+    if not path.is_file():
+        raise DataError(f"{path}: missing file")
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        fields = reader.fieldnames or []
+        for need in ("original", "manual"):
+            if need not in fields:
+                raise DataError(f"{path}: no column {need!r} (columns: {', '.join(fields)})")
+        return {fold(r["original"].strip()): r["manual"].strip() for r in reader}
+
+
+def read_embeddings(path: Path) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        raise DataError(f"{path}: missing file")
+    try:
+        raw = np.load(path, allow_pickle=True)
+        d = raw.item() if isinstance(raw, np.ndarray) else raw
+    except Exception as e:
+        raise DataError(f"{path}: not a pickled dict of class embeddings ({e})") from None
+    if not isinstance(d, dict) or not d:
+        raise DataError(f"{path}: expected a non-empty dict name -> vector, got {type(d).__name__}")
+    widths = {}
+    out = {}
+    for k, v in d.items():
+        v = np.asarray(v, dtype=np.float32).reshape(-1)
+        widths.setdefault(v.shape[0], str(k))
+        if not np.all(np.isfinite(v)):
+            raise DataError(f"{path}: embedding of {k!r} has NaN/inf values")
+        out[str(k)] = v
+    if len(widths) > 1:
+        desc = ", ".join(f"{w} (e.g. {k!r})" for w, k in widths.items())
+        raise DataError(f"{path}: embedding width mismatch: widths {desc}; expected one width")
+    return out
+
+
+def build_embedding_matrices(
+    class_names: list[str],
+    name_map: dict[str, str],
+    emb: dict[str, np.ndarray],
+    fold,
+    csv_path: Path,
+    emb_path: Path,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(by-name matrix, legacy matrix); rows follow ``class_names`` (class ids)."""
+    emb_folded = {}
+    for k, v in emb.items():
+        emb_folded.setdefault(fold(k), v)
+    unresolved = []
+    rows = []
+    for c in class_names:
+        cleaned = name_map.get(fold(c))
+        if cleaned is None:
+            unresolved.append(f"{c} (not in {csv_path.name})")
+            continue
+        v = emb.get(cleaned)
+        if v is None:
+            v = emb_folded.get(fold(cleaned))
+        if v is None:
+            unresolved.append(f"{c} -> {cleaned!r} (not in {emb_path.name})")
+            continue
+        rows.append(v)
+    if unresolved:
+        raise DataError(f"{emb_path}: {len(unresolved)} class(es) have no embedding: {'; '.join(unresolved)}")
+    by_name = np.stack(rows).astype(np.float32)
+    # The public code: rows of the dict sorted by key (cleaned name), row i given to class id i.
+    legacy_rows = [emb[k] for k in sorted(emb)]
+    if len(legacy_rows) < len(class_names):
+        raise DataError(f"{emb_path}: {len(legacy_rows)} embeddings for {len(class_names)} classes")
+    legacy = np.stack(legacy_rows[: len(class_names)]).astype(np.float32)
+    return by_name, legacy
+
+
+def _read_h5(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            for key in ("data", "video_urls"):
+                if key not in f:
+                    raise DataError(f"{path}: no dataset {key!r} (expected 'data' and 'video_urls')")
+            data = np.asarray(f["data"][()], dtype=np.float32)
+            urls = f["video_urls"][()]
+    except DataError:
+        raise
+    except OSError as e:
+        raise DataError(f"{path}: not a readable HDF5 file ({e})") from None
+    if data.ndim != 2:
+        raise DataError(f"{path}: field 'data' has shape {data.shape}, expected [N, D]")
+    urls = np.array([u.decode() if isinstance(u, bytes) else str(u) for u in np.atleast_1d(urls)])
+    if len(urls) != data.shape[0]:
+        raise DataError(f"{path}: 'video_urls' has {len(urls)} entries but 'data' has {data.shape[0]} rows")
+    if data.shape[0] == 0:
+        raise DataError(f"{path}: empty class (0 videos)")
+    if not np.all(np.isfinite(data)):
+        bad = int(np.argwhere(~np.isfinite(data))[0][0])
+        raise DataError(f"{path}: field 'data' has NaN/inf values (first at row {bad}, video {urls[bad]!r})")
+    return data, urls
+
+
+def import_layout(root: str | os.PathLike, dataset: str, features: str = "main", progress=None) -> Benchmark:
+    """Read and validate one dataset variant; return it as an in-memory Benchmark."""
+    if dataset not in DATASETS:
+        raise DataError(f"dataset {dataset!r}: expected one of {', '.join(DATASETS)}")
+    if features not in FEATURES:
+        raise DataError(f"features {features!r}: expected one of {', '.join(FEATURES)}")
+    info = DATASETS[dataset]
+    feat_dir, split_dir_name = FEATURES[features]
+    base = dataset_root(Path(root), info)
+    _listing.cache_clear()
+    fold = str.lower if info.case_insensitive else (lambda s: s)
+    cs = base / "class-split"
+
+    all_path = cs / "all_class.txt"
+    class_names = sorted(_read_lines(all_path))  # class id = position in sorted original names
+    class_id: dict[str, int] = {}
+    for i, c in enumerate(class_names):
+        if fold(c) in class_id:
+            raise DataError(f"{all_path}: class {c!r} listed twice")
+        class_id[fold(c)] = i
+
+    split_dir = cs / split_dir_name
+    if not split_dir.is_dir():
+        raise DataError(f"{split_dir}: missing split folder")
+    listed: dict[str, list[int]] = {}
+    for name in SPLITS:
+        path = split_dir / f"{name}.txt"
+        if name == "stage_2_train" and not path.exists():
+            continue  # derived; the reference never reads it
+        ids = []
+        for c in _read_lines(path):
+            if fold(c) not in class_id:
+                raise DataError(f"{path}: class {c!r} is not in {all_path.name}")
+            ids.append(class_id[fold(c)])
+        if not ids:
+            raise DataError(f"{path}: no classes listed")
+        listed[name] = ids
+
+    # class roles: an unseen class must not be in a training split
+    train1 = set(listed["stage_1_train"])
+    for c in set(listed["stage_1_val_unseen"]) & train1:
+        raise DataError(
+            f"{split_dir / 'stage_1_val_unseen.txt'}: unseen class {class_names[c]!r} is also in stage_1_train.txt"
+        )
+    train2 = train1 | set(listed["stage_1_val_seen"]) | set(listed["stage_1_val_unseen"])
+    for c in set(listed["stage_2_test_unseen"]) & train2:
+        raise DataError(
+            f"{split_dir / 'stage_2_test_unseen.txt'}: unseen class {class_names[c]!r} is in a stage-2 training split"
+        )
+
+    csv_path = cs / f"{info.csv_stem}_w2v_class_names.csv"
+    name_map = read_name_map(csv_path, fold)
+    emb_path = base / "features" / feat_dir / "text" / f"word_embeddings_{info.text_stem}_normed.npy"
+    emb = read_embeddings(emb_path)
+    by_name, legacy = build_embedding_matrices(class_names, name_map, emb, fold, csv_path, emb_path)
+
+    widths: dict[str, tuple[int, Path]] = {}
+    splits: dict[str, Split] = {}
+    owner: dict[str, str] = {}
+    for name in STORED_SPLITS:
+        parts = {"audio": [], "video": [], "labels": [], "ids": []}
+        for c in sorted(set(listed[name])):
+            per_mod = {}
+            for modality in ("audio", "video"):
+                folder = base / "features" / feat_dir / modality / name
+                if not folder.is_dir():
+                    raise DataError(f"{folder}: missing feature folder")
+                path = _class_file(folder, class_names[c], fold)
+                data, urls = _read_h5(path)
+                w = widths.setdefault(modality, (data.shape[1], path))
+                if data.shape[1] != w[0]:
+                    raise DataError(
+                        f"{path}: field 'data' is {data.shape[1]}-d but {w[1]} is {w[0]}-d ({modality} widths must agree)"
+                    )
+                per_mod[modality] = (data, urls, path)
+            (a, ua, pa), (v, uv, pv) = per_mod["audio"], per_mod["video"]
+            if len(ua) != len(uv) or set(ua) != set(uv):
+                only = sorted(set(ua) ^ set(uv))[:3]
+                raise DataError(
+                    f"{pv}: 'video_urls' disagree with {pa} ({len(uv)} vs {len(ua)} videos; e.g. {', '.join(only) or 'duplicates'})"
+                )
+            if len(set(ua)) != len(ua):
+                raise DataError(f"{pa}: field 'video_urls' lists a video twice")
+            if not np.array_equal(ua, uv):  # same videos, other order: align video to audio
+                pos = {u: i for i, u in enumerate(uv)}
+                v = v[[pos[u] for u in ua]]
+            for u in ua:
+                prev = owner.setdefault(u, name)
+                if prev != name:
+                    raise DataError(f"{pa}: video {u!r} is in both {prev} and {name} (these splits must be disjoint)")
+            parts["audio"].append(a)
+            parts["video"].append(v)
+            parts["labels"].append(np.full(len(ua), c, dtype=np.int64))
+            parts["ids"].append(ua)
+        splits[name] = Split(
+            name=name,
+            audio=np.concatenate(parts["audio"]),
+            video=np.concatenate(parts["video"]),
+            labels=np.concatenate(parts["labels"]),
+            video_ids=np.concatenate(parts["ids"]),
+        )
+        if progress is not None:
+            progress(name)
+
+    return Benchmark.from_splits(
+        name=f"{dataset}-{features}",
+        dataset=dataset,
+        features=features,
+        class_names=class_names,
+        embeddings=by_name,
+        legacy_embeddings=legacy,
+        splits=splits,
+        source=str(base),
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _listing(folder: Path, folded: bool) -> dict[str, Path]:
+    return {(p.stem.lower() if folded else p.stem): p for p in sorted(folder.glob("*.h5"))}
+
+
+def _class_file(folder: Path, class_name: str, fold) -> Path:
+    path = folder / f"{class_name}.h5"
+    if path.is_file():
+        return path
+    folded = fold("A") == "a"
+    hit = _listing(folder, folded).get(fold(class_name))
+    if hit is not None:
+        return hit
+    raise DataError(f"{path}: missing class file (class {class_name!r} is listed for this split)")

@@ -1,0 +1,222 @@
+"""AVCA: audio-visual GZSL with cross-modal attention and language.
+
+Mercea, Riesch, Koepke, Akata. "Audio-visual Generalised Zero-shot Learning with
+Cross-modal Attention and Language", CVPR 2022.
+
+Model (one readable file, nanoGPT style)::
+
+    φa = A_enc(a), φv = V_enc(v)                       encoders  in -> 512 -> 300
+    H  = T([φa + p0, φv + p1])                          cross-attention over the 2 tokens
+    θa = A_proj(φa + H0), θv = V_proj(φv + H1)          projections 300 -> 512 -> 64
+    θw = W_proj(w)                                      text projection 300 -> 64
+    ρ· = D(θ·)                                          decoder 64 -> 300 (back to word space)
+    φa_rec = A_rec(θa), φv_rec = V_rec(θv)              reconstruction 64 -> 300
+
+Loss (all weights 1, triplet margin 1, as the public run scripts set them)::
+
+    l_rec = MSE(w, ρv) + MSE(w, ρa) + MSE(w, ρw)
+    l_ct  = T(ρw, ρa, ρa⁻) + T(ρw, ρv, ρv⁻)
+    l_w   = T(θw, θa, θa⁻) + T(θa, θw, θw⁻) + T(θw, θv, θv⁻) + T(θv, θw, θw⁻)
+    l_t   = T(θa, θw, θa⁻) + T(θv, θw, θv⁻) + T(θw, θa, θw⁻) + T(θw, θv, θw⁻)
+    l_r   = MSE(φv_rec, φv) + MSE(φa_rec, φa) + MSE(θv, θw) + MSE(θa, θw)
+
+Prediction: Euclidean distance between θv (video branch after cross-attention)
+and θw, as the public evaluation does.
+
+Choices where the public code does extra work that cannot change the loss:
+- the text projection's Linear runs once per class, not once per batch row
+  (rows are gathered after it; BatchNorm still sees the per-row batch);
+- the unused ``se_em_hat`` projections, ``ρw⁻`` and the extra train-mode
+  ``get_embeddings`` pass after each step are not computed; to keep BatchNorm
+  running statistics as in the reference (last update from the positive batch,
+  which matters with momentum 0.99) negatives go through the encoders first.
+- The positional embeddings are drawn at init and not trained, as in the public
+  code (it leaves them out of the optimiser); ``train_pos_emb=true`` trains them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from avbench.methods import register
+from avbench.methods.base import Batch, Dims, Method, adam
+from avbench.methods.layers import Dropout
+
+
+class EmbeddingNet(nn.Module):
+    """Linear -> BN -> ReLU -> Dropout [-> Linear -> BN -> ReLU -> Dropout]."""
+
+    def __init__(self, d_in: int, d_out: int, dropout: float, momentum: float = 0.1, hidden: int | None = None):
+        super().__init__()
+        layers: list[nn.Module] = []
+        if hidden:
+            layers += [nn.Linear(d_in, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), Dropout(dropout)]
+            layers += [nn.Linear(hidden, d_out), nn.BatchNorm1d(d_out, momentum=momentum), nn.ReLU(), Dropout(dropout)]
+        else:
+            layers += [nn.Linear(d_in, d_out), nn.BatchNorm1d(d_out), nn.ReLU(), Dropout(dropout)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def forward_gathered(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """``forward(x[index])`` for a one-layer net, with the Linear run once per row of x."""
+        first, rest = self.net[0], self.net[1:]
+        return rest(first(x)[index])
+
+
+class CrossAttention(nn.Module):
+    """Pre-norm transformer over the (audio, video) token pair (ViT style)."""
+
+    def __init__(self, dim: int, depth: int, heads: int, dim_head: int, mlp_dim: int, dropout: float):
+        super().__init__()
+        self.heads, self.dim_head = heads, dim_head
+        inner = heads * dim_head
+        self.layers = nn.ModuleList()
+        for _ in range(depth):
+            self.layers.append(
+                nn.ModuleDict(
+                    {
+                        "norm1": nn.LayerNorm(dim),
+                        "qkv": nn.Linear(dim, 3 * inner, bias=False),
+                        "out": nn.Sequential(nn.Linear(inner, dim), Dropout(dropout)),
+                        "norm2": nn.LayerNorm(dim),
+                        "ff": nn.Sequential(
+                            nn.Linear(dim, mlp_dim), nn.GELU(), Dropout(dropout), nn.Linear(mlp_dim, dim), Dropout(dropout)
+                        ),
+                    }
+                )
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [B, T, dim]
+        B, T, _ = x.shape
+        for layer in self.layers:
+            q, k, v = layer["qkv"](layer["norm1"](x)).chunk(3, dim=-1)
+            q, k, v = (t.view(B, T, self.heads, self.dim_head).transpose(1, 2) for t in (q, k, v))
+            att = F.scaled_dot_product_attention(q, k, v)  # scale dim_head^-0.5, no attention dropout
+            x = layer["out"](att.transpose(1, 2).reshape(B, T, -1)) + x
+            x = layer["ff"](layer["norm2"](x)) + x
+        return x
+
+
+@register("avca")
+class AVCA(Method):
+    description = "cross-modal attention between audio and visual embeddings, aligned to text with triplet losses"
+    paper = "Mercea et al., Audio-visual Generalised Zero-shot Learning with Cross-modal Attention and Language, CVPR 2022"
+
+    @classmethod
+    def defaults(cls, dataset: str, features: str) -> dict:
+        base = {
+            "embedding_dim": 300,  # k_f
+            "hidden_encoder": 512,
+            "hidden_decoder": 512,
+            "proj_dim": 64,
+            "depth": 1,
+            "heads": 3,
+            "dim_head": 100,
+            "mlp_dim": 64,
+            "margin": 1.0,
+            "dropout_encoder": 0.2,
+            "dropout_decoder": 0.3,
+            "dropout_additional": 0.5,
+            "momentum": 0.1,
+            "weight_decay": 1e-5,
+            "additional_triplets": True,
+            "first_additional_triplet": 1.0,
+            "second_additional_triplet": 1.0,
+            "reg_loss": True,
+            "train_pos_emb": False,
+        }
+        per_dataset = {  # FIELD_NOTES §5: dropout emb/dec/additional, BN momentum, batch
+            ("ucf", "main"): (0.2, 0.3, 0.5, 0.1, 256),
+            ("ucf", "cls"): (0.2, 0.3, 0.5, 0.99, 256),
+            ("activitynet", "main"): (0.2, 0.2, 0.1, 0.99, 256),
+            ("activitynet", "cls"): (0.2, 0.2, 0.1, 0.99, 256),
+            ("vggsound", "main"): (0.0, 0.0, 0.1, 0.1, 64),
+            ("vggsound", "cls"): (0.0, 0.0, 0.0, 0.99, 256),
+        }
+        key = (dataset, features) if (dataset, features) in per_dataset else ("ucf", "main")
+        e, d, a, m, bs = per_dataset[key]
+        base.update(dropout_encoder=e, dropout_decoder=d, dropout_additional=a, momentum=m, batch_size=bs, lr=1e-3)
+        return base
+
+    def __init__(self, dims: Dims, config: dict):
+        super().__init__(dims, config)
+        c = self.config
+        k, p, m = int(c["embedding_dim"]), int(c["proj_dim"]), float(c["momentum"])
+        r_enc, r_proj, r_dec = float(c["dropout_encoder"]), float(c["dropout_decoder"]), float(c["dropout_additional"])
+        self.A_enc = EmbeddingNet(dims.audio, k, r_enc, m, hidden=int(c["hidden_encoder"]))
+        self.V_enc = EmbeddingNet(dims.video, k, r_enc, m, hidden=int(c["hidden_encoder"]))
+        self.cross_attention = CrossAttention(
+            k, int(c["depth"]), int(c["heads"]), int(c["dim_head"]), int(c["mlp_dim"]), r_enc
+        )
+        self.W_proj = EmbeddingNet(dims.text, p, r_dec)
+        self.D = EmbeddingNet(p, dims.text, r_dec)
+        self.A_proj = EmbeddingNet(k, p, r_proj, m, hidden=int(c["hidden_decoder"]))
+        self.V_proj = EmbeddingNet(k, p, r_proj, m, hidden=int(c["hidden_decoder"]))
+        self.A_rec = EmbeddingNet(p, k, r_dec)
+        self.V_rec = EmbeddingNet(p, k, r_dec)
+        self.pos_emb = nn.Parameter(torch.randn(2, k), requires_grad=bool(c["train_pos_emb"]))
+        self.margin = float(c["margin"])
+
+    # -- the two branches ---------------------------------------------------
+    def encode_av(self, a: torch.Tensor, v: torch.Tensor):
+        """(φa, φv, θa, θv) for a batch of videos."""
+        phi_a, phi_v = self.A_enc(a), self.V_enc(v)
+        h = self.cross_attention(torch.stack((phi_a + self.pos_emb[0], phi_v + self.pos_emb[1]), dim=1))
+        theta_a = self.A_proj(phi_a + h[:, 0])
+        theta_v = self.V_proj(phi_v + h[:, 1])
+        return phi_a, phi_v, theta_a, theta_v
+
+    def optimizer(self) -> torch.optim.Optimizer:
+        return adam(self.parameters(), lr=float(self.config["lr"]), weight_decay=float(self.config["weight_decay"]))
+
+    # -- training -----------------------------------------------------------
+    def loss(self, batch: Batch):
+        mse = F.mse_loss
+
+        def T(anchor, pos, neg):
+            return F.triplet_margin_loss(anchor, pos, neg, margin=self.margin)
+
+        nb = batch.neg_index
+        if nb is None:
+            # negatives first: the positive batch then gives BatchNorm its last update
+            _, _, theta_a_n, theta_v_n = self.encode_av(batch.neg_audio, batch.neg_video)
+        phi_a, phi_v, theta_a, theta_v = self.encode_av(batch.audio, batch.video)
+        w = batch.text[batch.label]
+        theta_w_n = self.W_proj.forward_gathered(batch.text, batch.neg_label)
+        theta_w = self.W_proj.forward_gathered(batch.text, batch.label)
+        rho_w = self.D(theta_w)
+        rho_a, rho_v = self.D(theta_a), self.D(theta_v)
+        if nb is None:
+            rho_a_n, rho_v_n = self.D(theta_a_n), self.D(theta_v_n)
+        else:  # negatives are rows of the batch: reuse their forward pass
+            theta_a_n, theta_v_n, rho_a_n, rho_v_n = theta_a[nb], theta_v[nb], rho_a[nb], rho_v[nb]
+        phi_a_rec, phi_v_rec = self.A_rec(theta_a), self.V_rec(theta_v)
+
+        l_rec = mse(rho_v, w) + mse(rho_a, w) + mse(rho_w, w)
+        l_ct = T(rho_w, rho_a, rho_a_n) + T(rho_w, rho_v, rho_v_n)
+        l_w = T(theta_w, theta_a, theta_a_n) + T(theta_a, theta_w, theta_w_n)
+        l_w = l_w + T(theta_w, theta_v, theta_v_n) + T(theta_v, theta_w, theta_w_n)
+        total = l_rec + l_ct + l_w
+        parts = {"l_rec": l_rec, "l_ct": l_ct, "l_w": l_w}
+        if self.config["additional_triplets"]:
+            first = T(theta_a, theta_w, theta_a_n) + T(theta_v, theta_w, theta_v_n)
+            second = T(theta_w, theta_a, theta_w_n) + T(theta_w, theta_v, theta_w_n)
+            l_t = float(self.config["first_additional_triplet"]) * first
+            l_t = l_t + float(self.config["second_additional_triplet"]) * second
+            total = total + l_t
+            parts["l_t"] = l_t
+        if self.config["reg_loss"]:
+            l_r = mse(phi_v_rec, phi_v) + mse(phi_a_rec, phi_a) + mse(theta_v, theta_w) + mse(theta_a, theta_w)
+            total = total + l_r
+            parts["l_r"] = l_r
+        return total, {k: v.detach() for k, v in parts.items()}
+
+    # -- prediction ---------------------------------------------------------
+    def distances(self, audio: torch.Tensor, video: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        _, _, _, theta_v = self.encode_av(audio, video)
+        theta_w = self.W_proj(text)
+        return torch.cdist(theta_v, theta_w)

@@ -1,0 +1,264 @@
+"""The two-stage protocol (FIELD_NOTES §3), with the test split out of reach.
+
+Stage 1 trains on ``stage_1_train`` and evaluates on ``stage_1_val_seen ∪
+stage_1_val_unseen`` after every epoch; it picks the epoch with the best
+validation HM (after calibrated stacking) and that epoch's β. Stage 2 retrains
+from scratch on ``stage_2_train`` (= stage-1 train ∪ val), following the
+learning-rate schedule stage 1 chose, for as many epochs as the preset says.
+Only then are the test splits read, once, and scored with the stage-1 β.
+
+Stage 1 and all selection receive a :class:`SplitAccess` that refuses the test
+splits, so no choice can depend on them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import torch
+
+from avbench.data.benchmark import TEST_SPLITS, Benchmark, Split
+from avbench.errors import ConfigError, LeakError
+from avbench.methods import get_method
+from avbench.methods.base import Dims
+from avbench.protocol.metrics import beta_grid
+from avbench.protocol.presets import PROTOCOL_DEFAULTS, get_preset
+from avbench.protocol.trainer import EpochRecord, EvalSet, TrainSet, evaluate, train
+
+
+class SplitAccess:
+    """A view of a benchmark that hands out only the allowed splits."""
+
+    def __init__(self, benchmark: Benchmark, allowed: tuple[str, ...], phase: str):
+        self._b, self._allowed, self._phase = benchmark, allowed, phase
+
+    def split(self, name: str) -> Split:
+        if name not in self._allowed:
+            raise LeakError(f"{self._phase} asked for split {name!r}; it may read only {', '.join(self._allowed)}")
+        return self._b.split(name)
+
+
+def resolve_config(method: str, dataset: str, features: str, overrides: dict | None = None) -> dict:
+    """Protocol defaults < method defaults for the benchmark < user overrides (typed)."""
+    cls = get_method(method)
+    config = {**PROTOCOL_DEFAULTS, **cls.defaults(dataset, features)}
+    for key, value in (overrides or {}).items():
+        if key not in config:
+            raise ConfigError(f"unknown setting {key!r} for method {cls.name}; known: {', '.join(sorted(config))}")
+        config[key] = coerce(key, value, config[key])
+    for key in ("epochs", "batches_per_epoch", "batch_size"):
+        if int(config[key]) < 1:
+            raise ConfigError(f"setting {key}={config[key]!r}: expected a positive integer")
+    return config
+
+
+def coerce(key: str, value, default):
+    """Convert ``value`` to the type of the default (bool, int, float, str)."""
+    if default is None or isinstance(value, type(default)) and not (isinstance(default, int) and isinstance(value, bool)):
+        return value
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                v = value.strip().lower()
+                if v in ("1", "true", "yes", "on"):
+                    return True
+                if v in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError
+            return bool(value)
+        if isinstance(default, int):
+            f = float(value)
+            if f != int(f):
+                raise ValueError
+            return int(f)
+        if isinstance(default, float):
+            return float(value)
+        return type(default)(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"setting {key}={value!r}: expected {type(default).__name__} like {default!r}") from None
+
+
+@dataclass
+class RunResult:
+    method: str
+    dataset: str
+    features: str
+    protocol: str
+    seed: int
+    S: float  # fractions in [0, 1]
+    U: float
+    HM: float
+    ZSL: float
+    beta: float
+    best_epoch: int
+    stage2_epochs: int
+    text_order: str
+    data_fingerprint: str
+    device: str
+    seconds: float
+    config: dict
+    stage1: list[dict] = field(default_factory=list)
+    stage2: list[dict] = field(default_factory=list)
+    val: dict = field(default_factory=dict)
+    beta_curve: dict = field(default_factory=dict)  # test S/U/HM over the β grid (for plots, not selection)
+
+    def summary(self) -> dict:
+        pct = {k: round(100 * getattr(self, k), 2) for k in ("S", "U", "HM", "ZSL")}
+        return {
+            "method": self.method,
+            "dataset": self.dataset,
+            "protocol": self.protocol,
+            "seed": self.seed,
+            **pct,
+            "beta": round(self.beta, 4),
+            "best_epoch": self.best_epoch,
+            "text_order": self.text_order,
+            "data_fingerprint": self.data_fingerprint,
+            "seconds": round(self.seconds, 2),
+        }
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def select(history: list[EpochRecord]) -> EpochRecord:
+    """Best validation HM; the earliest epoch wins ties (as the reference's strict >)."""
+    best = history[0]
+    for rec in history[1:]:
+        if rec.val["HM"] > best.val["HM"]:
+            best = rec
+    return best
+
+
+def pick_device(device: str | None) -> torch.device:
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r}: CUDA is not available on this machine; use --device cpu")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise ConfigError(f"device {device!r}: expected cpu or cuda")
+    return torch.device(device)
+
+
+def run_protocol(
+    benchmark: Benchmark,
+    method: str,
+    *,
+    protocol: str = "avca2022",
+    seed: int = 0,
+    overrides: dict | None = None,
+    text_order: str = "by-name",
+    device: str | None = "cpu",
+    on_epoch: Callable[[str, EpochRecord, int], None] | None = None,
+    on_batch: Callable[[], None] | None = None,
+    stage1_only: bool = False,
+) -> RunResult:
+    """Run stage 1, selection, stage 2 and the single test evaluation."""
+    t0 = time.perf_counter()
+    preset = get_preset(protocol)
+    # a benchmark may suggest a budget (the synthetic one is small); the user's settings win
+    config = resolve_config(method, benchmark.dataset, benchmark.features, {**benchmark.budget, **(overrides or {})})
+    cls = get_method(method)
+    dev = pick_device(device)
+    emb = benchmark.embeddings(text_order)
+    dims = Dims(audio=benchmark.audio_dim, video=benchmark.video_dim, text=benchmark.text_dim)
+    betas = beta_grid(preset.beta_stop, preset.beta_num)
+    common = dict(
+        batches_per_epoch=int(config["batches_per_epoch"]),
+        batch_size=int(config["batch_size"]),
+        seed=seed,
+        on_batch=on_batch,
+        eval_batch_size=int(config["eval_batch_size"]),
+        negatives=str(config["negatives"]),
+    )
+    epochs = int(config["epochs"])
+
+    # ---- stage 1: train, validate each epoch, choose epoch and β ------------
+    stage1_data = SplitAccess(benchmark, ("stage_1_train", "stage_1_val_seen", "stage_1_val_unseen"), "stage 1")
+    tr = stage1_data.split("stage_1_train")
+    train1 = TrainSet.build(tr, emb, dev)
+    val = EvalSet.build(
+        stage1_data.split("stage_1_val_seen"), stage1_data.split("stage_1_val_unseen"), train1.classes, emb, dev
+    )
+    torch.manual_seed(seed)
+    model = cls(dims, config).to(dev)
+    hist1 = train(
+        model,
+        train1,
+        epochs=epochs,
+        val=val,
+        betas=betas,
+        lr_patience=int(config["lr_patience"]),
+        lr_factor=float(config["lr_factor"]),
+        on_epoch=(lambda r: on_epoch("stage 1", r, epochs)) if on_epoch else None,
+        **common,
+    )
+    best = select(hist1)
+    beta = best.val["beta"]
+    del model, train1, val, tr
+    stage2_epochs = best.epoch + preset.extra_stage2_epochs
+    lr_schedule = [r.lr for r in hist1]
+    lr_schedule += [lr_schedule[-1]] * (stage2_epochs - len(lr_schedule))
+
+    result = RunResult(
+        method=cls.name,
+        dataset=benchmark.name,
+        features=benchmark.features,
+        protocol=preset.name,
+        seed=seed,
+        S=float("nan"),
+        U=float("nan"),
+        HM=float("nan"),
+        ZSL=float("nan"),
+        beta=beta,
+        best_epoch=best.epoch,
+        stage2_epochs=stage2_epochs,
+        text_order=text_order,
+        data_fingerprint=benchmark.fingerprint,
+        device=str(dev),
+        seconds=0.0,
+        config=config,
+        stage1=[asdict(r) for r in hist1],
+        val=dict(best.val),
+    )
+    if stage1_only:
+        result.seconds = time.perf_counter() - t0
+        return result
+
+    # ---- stage 2: retrain on train ∪ val, no validation, stage-1 LR schedule --
+    stage2_data = SplitAccess(benchmark, ("stage_2_train",), "stage 2 training")
+    train2 = TrainSet.build(stage2_data.split("stage_2_train"), emb, dev)
+    torch.manual_seed(seed)
+    model = cls(dims, config).to(dev)
+    hist2 = train(
+        model,
+        train2,
+        epochs=stage2_epochs,
+        lr_schedule=lr_schedule,
+        on_epoch=(lambda r: on_epoch("stage 2", r, stage2_epochs)) if on_epoch else None,
+        **common,
+    )
+    seen2 = train2.classes
+    del train2
+
+    # ---- test: read once, score with the stage-1 β ----------------------------
+    test_data = SplitAccess(benchmark, TEST_SPLITS, "final evaluation")
+    test = EvalSet.build(test_data.split("stage_2_test_seen"), test_data.split("stage_2_test_unseen"), seen2, emb, dev)
+    res = evaluate(model, test, torch.tensor([beta], dtype=torch.float64), chunk=int(config["eval_batch_size"]))
+    curve = evaluate(model, test, betas, chunk=int(config["eval_batch_size"]))
+    final = res.at(0)
+    result.S, result.U, result.HM, result.ZSL = final["S"], final["U"], final["HM"], final["ZSL"]
+    result.stage2 = [asdict(r) for r in hist2]
+    result.beta_curve = {
+        "beta": [float(b) for b in curve.betas],
+        "S": [float(x) for x in curve.S],
+        "U": [float(x) for x in curve.U],
+        "HM": [float(x) for x in curve.HM],
+    }
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+__all__ = ["RunResult", "SplitAccess", "resolve_config", "run_protocol", "select"]

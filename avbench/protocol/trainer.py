@@ -1,0 +1,243 @@
+"""Training and evaluation loops: tensors on the run's device, no DataLoader.
+
+An epoch is ``batches_per_epoch`` batches of ``batch_size`` (positive, negative)
+pairs drawn class-balanced with replacement, as in the AVCA reference: every
+batch row picks a class uniformly, then a video of that class. Its negative is a
+video of another class, drawn in one of two ways (setting ``negatives``):
+
+- ``batch`` (default): a uniformly chosen row of the same batch whose class
+  differs. Each pair has the reference's distribution (the other class is uniform,
+  the video uniform within it), and methods can reuse the positives' forward pass
+  for the negatives, which halves the encoder work of a step.
+- ``independent``: as the reference code, another class uniformly, then a fresh
+  video of it.
+
+All indices of an epoch are drawn at once from a seeded CPU generator, so the same
+seed draws the same pairs on every device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from avbench.data.benchmark import Split
+from avbench.errors import ConfigError
+from avbench.methods.base import Batch, Method
+from avbench.protocol.metrics import GZSLResult, evaluate_gzsl
+
+
+@dataclass
+class TrainSet:
+    """Training videos as device tensors, labels local to ``classes``."""
+
+    audio: torch.Tensor
+    video: torch.Tensor
+    label: torch.Tensor  # [N] local class index
+    classes: np.ndarray  # [C] global class ids
+    text: torch.Tensor  # [C, E]
+    members: torch.Tensor  # [C, max_n] row indices of each class (padded)
+    counts: torch.Tensor  # [C]
+
+    @classmethod
+    def build(cls, split: Split, embeddings: np.ndarray, device: torch.device) -> "TrainSet":
+        classes, local = np.unique(split.labels, return_inverse=True)
+        counts = np.bincount(local, minlength=len(classes))
+        members = np.zeros((len(classes), counts.max()), dtype=np.int64)
+        order = np.argsort(local, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        for c in range(len(classes)):
+            members[c, : counts[c]] = order[starts[c] : starts[c] + counts[c]]
+        return cls(
+            audio=torch.as_tensor(split.audio, device=device),
+            video=torch.as_tensor(split.video, device=device),
+            label=torch.as_tensor(local, dtype=torch.long, device=device),
+            classes=classes,
+            text=torch.as_tensor(embeddings[classes], device=device),
+            members=torch.as_tensor(members),
+            counts=torch.as_tensor(counts),
+        )
+
+
+class PairSampler:
+    """Class-balanced (positive, negative) index pairs, drawn with replacement."""
+
+    MODES = ("batch", "independent")
+
+    def __init__(self, train: TrainSet, batch_size: int, seed: int, negatives: str = "batch"):
+        if negatives not in self.MODES:
+            raise ConfigError(f"setting negatives={negatives!r}: expected one of {', '.join(self.MODES)}")
+        self.members, self.counts = train.members, train.counts
+        self.n_classes = len(train.counts)
+        if self.n_classes < 2:
+            raise ConfigError("training needs videos of at least 2 classes to draw negatives")
+        self.batch_size = int(batch_size)
+        if negatives == "batch" and self.batch_size < 2:
+            raise ConfigError("negatives=batch needs batch_size >= 2")
+        self.negatives = negatives
+        self.gen = torch.Generator().manual_seed(int(seed))
+
+    def _videos_of(self, cls: torch.Tensor) -> torch.Tensor:
+        u = torch.rand(cls.shape, generator=self.gen, dtype=torch.float64)
+        j = (u * self.counts[cls]).long().clamp_max(self.counts[cls] - 1)
+        return self.members[cls, j]
+
+    def _rows_of_other_class(self, cls: torch.Tensor) -> torch.Tensor:
+        """For each row, a uniformly chosen row of the same batch with another class."""
+        n, B = cls.shape
+        rows = torch.arange(B).expand(n, B)
+        pick = (rows + torch.randint(1, B, (n, B), generator=self.gen)) % B
+        bad = torch.gather(cls, 1, pick) == cls
+        for _ in range(64):  # rejection sampling keeps the choice uniform
+            if not bool(bad.any()):
+                return pick
+            redraw = (rows + torch.randint(1, B, (n, B), generator=self.gen)) % B
+            pick = torch.where(bad, redraw, pick)
+            bad = torch.gather(cls, 1, pick) == cls
+        # a batch whose rows nearly all share one class: fall back to a fresh video
+        return torch.where(bad, -1, pick)
+
+    def epoch(self, n_batches: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(positive video rows, negative video rows, in-batch negative index or None), each [n_batches, B]."""
+        shape = (int(n_batches), self.batch_size)
+        pos_cls = torch.randint(self.n_classes, shape, generator=self.gen)
+        pos = self._videos_of(pos_cls)
+        if self.negatives == "batch":
+            idx = self._rows_of_other_class(pos_cls)
+            if not bool((idx < 0).any()):
+                return pos, torch.gather(pos, 1, idx), idx
+        neg_cls = (pos_cls + torch.randint(1, self.n_classes, shape, generator=self.gen)) % self.n_classes
+        return pos, self._videos_of(neg_cls), None
+
+
+@dataclass
+class EvalSet:
+    """Videos of a seen split and an unseen split, scored against one search space."""
+
+    audio: torch.Tensor
+    video: torch.Tensor
+    labels: torch.Tensor  # [N] global class ids
+    is_seen_video: torch.Tensor  # [N] bool
+    search_classes: torch.Tensor  # [K] global class ids
+    seen_classes: torch.Tensor
+    unseen_classes: torch.Tensor
+    text: torch.Tensor  # [K, E]
+
+    @classmethod
+    def build(
+        cls, seen_split: Split, unseen_split: Split, seen_classes: np.ndarray, embeddings: np.ndarray, device
+    ) -> "EvalSet":
+        unseen_classes = np.unique(unseen_split.labels)
+        search = np.union1d(seen_classes, unseen_classes)
+        return cls(
+            audio=torch.as_tensor(np.concatenate([seen_split.audio, unseen_split.audio]), device=device),
+            video=torch.as_tensor(np.concatenate([seen_split.video, unseen_split.video]), device=device),
+            labels=torch.as_tensor(np.concatenate([seen_split.labels, unseen_split.labels]), device=device),
+            is_seen_video=torch.cat(
+                [torch.ones(len(seen_split), dtype=torch.bool), torch.zeros(len(unseen_split), dtype=torch.bool)]
+            ).to(device),
+            search_classes=torch.as_tensor(search, device=device),
+            seen_classes=torch.as_tensor(np.asarray(seen_classes), device=device),
+            unseen_classes=torch.as_tensor(unseen_classes, device=device),
+            text=torch.as_tensor(embeddings[search], device=device),
+        )
+
+
+@torch.no_grad()
+def evaluate(method: Method, data: EvalSet, betas: torch.Tensor, chunk: int = 4096) -> GZSLResult:
+    was_training = method.training
+    method.eval()
+    try:
+        d = torch.cat(
+            [
+                method.distances(data.audio[i : i + chunk], data.video[i : i + chunk], data.text)
+                for i in range(0, data.audio.shape[0], chunk)
+            ]
+        )
+    finally:
+        method.train(was_training)
+    return evaluate_gzsl(
+        d, data.labels, data.search_classes, data.seen_classes, data.unseen_classes, data.is_seen_video, betas
+    )
+
+
+@dataclass
+class EpochRecord:
+    epoch: int  # 1-based
+    lr: float
+    loss: float
+    val: dict | None = None  # metrics at the epoch's best β (fractions)
+
+
+def train(
+    method: Method,
+    train_set: TrainSet,
+    *,
+    epochs: int,
+    batches_per_epoch: int,
+    batch_size: int,
+    seed: int,
+    val: EvalSet | None = None,
+    betas: torch.Tensor | None = None,
+    lr_schedule: list[float] | None = None,
+    lr_patience: int = 3,
+    lr_factor: float = 0.1,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+    on_batch: Callable[[], None] | None = None,
+    eval_batch_size: int = 4096,
+    negatives: str = "batch",
+) -> list[EpochRecord]:
+    """Train ``method`` for ``epochs`` epochs.
+
+    With ``val``: evaluate after every epoch and step ReduceLROnPlateau (mode max)
+    on validation HM. Without it, ``lr_schedule`` (one LR per epoch, as recorded
+    in stage 1) is replayed; nothing else can change the learning rate.
+    """
+    opt = method.optimizer()
+    sched = None
+    if val is not None:
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", patience=lr_patience, factor=lr_factor)
+    sampler = PairSampler(train_set, batch_size, seed, negatives)
+    history: list[EpochRecord] = []
+    method.train()
+    for epoch in range(1, epochs + 1):
+        if lr_schedule is not None and val is None:
+            for g in opt.param_groups:
+                g["lr"] = lr_schedule[epoch - 1]
+        lr = float(opt.param_groups[0]["lr"])
+        dev = train_set.audio.device
+        pos, neg, in_batch = sampler.epoch(batches_per_epoch)
+        pos, neg = pos.to(dev), neg.to(dev)
+        in_batch = in_batch.to(dev) if in_batch is not None else None
+        total = torch.zeros((), device=dev)
+        for b in range(batches_per_epoch):
+            p, n = pos[b], neg[b]
+            batch = Batch(
+                audio=train_set.audio[p],
+                video=train_set.video[p],
+                label=train_set.label[p],
+                neg_audio=train_set.audio[n],
+                neg_video=train_set.video[n],
+                neg_label=train_set.label[n],
+                text=train_set.text,
+                neg_index=in_batch[b] if in_batch is not None else None,
+            )
+            loss, _ = method.loss(batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach()
+            if on_batch is not None:
+                on_batch()
+        rec = EpochRecord(epoch=epoch, lr=lr, loss=float(total) / batches_per_epoch)
+        if val is not None:
+            res = evaluate(method, val, betas, chunk=eval_batch_size)
+            rec.val = res.at(res.best)
+            sched.step(rec.val["HM"])
+        history.append(rec)
+        if on_epoch is not None:
+            on_epoch(rec)
+    return history

@@ -1,0 +1,68 @@
+"""Seconds per AVCA epoch (training only) and per validation pass, on this device.
+
+An epoch is 500 batches of 256 (positive, negative) pairs with UCF-GZSL
+dimensions (audio 512, video 512, text 300; 30 training classes); the validation
+pass scores 353 + 1467 videos (UCF's val seen + val unseen) against 42 classes
+over the 16-value β grid. Prints one JSON line:
+
+    {"device": ..., "epoch_s": ..., "val_s": ...}
+
+Targets on a 2-core CPU: epoch + validation <= 24 s, validation <= 0.25 s.
+Usage: python benchmarks/epoch_speed.py [--device cpu|cuda] [--batches 500] [--negatives batch|independent]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from avbench.data.synthetic import SyntheticSpec, synthetic_benchmark
+from avbench.methods import get_method
+from avbench.methods.base import Dims
+from avbench.protocol.metrics import beta_grid
+from avbench.protocol.run import pick_device, resolve_config
+from avbench.protocol.trainer import EvalSet, TrainSet, evaluate, train
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--batches", type=int, default=500)
+    ap.add_argument("--negatives", default="batch", choices=["batch", "independent"])
+    ap.add_argument("--repeats", type=int, default=20, help="validation passes to average")
+    args = ap.parse_args()
+    dev = pick_device(args.device)
+    # UCF-GZSL stage-1 sizes: 3174 train / 353 val-seen (30 classes), 1467 val-unseen (12 classes)
+    spec = SyntheticSpec(train_per_class=106, val_seen_per_class=12, val_unseen_per_class=122)
+    bench = synthetic_benchmark(spec)
+    emb = bench.embeddings()
+    cfg = resolve_config("avca", "ucf", "main", {"negatives": args.negatives})
+    tr = TrainSet.build(bench.split("stage_1_train"), emb, dev)
+    val = EvalSet.build(bench.split("stage_1_val_seen"), bench.split("stage_1_val_unseen"), tr.classes, emb, dev)
+    torch.manual_seed(0)
+    model = get_method("avca")(Dims(bench.audio_dim, bench.video_dim, bench.text_dim), cfg).to(dev)
+    kw = dict(batch_size=256, seed=0, negatives=args.negatives)
+    train(model, tr, epochs=1, batches_per_epoch=20, **kw)  # warm-up
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    sync()
+    t = time.perf_counter()
+    train(model, tr, epochs=1, batches_per_epoch=args.batches, **kw)
+    sync()
+    epoch_s = (time.perf_counter() - t) * 500 / args.batches
+    betas = beta_grid(3.0, 16)
+    evaluate(model, val, betas)
+    sync()
+    t = time.perf_counter()
+    for _ in range(args.repeats):
+        evaluate(model, val, betas)
+    sync()
+    val_s = (time.perf_counter() - t) / args.repeats
+    print(json.dumps({"device": str(dev), "epoch_s": round(epoch_s, 3), "val_s": round(val_s, 4),
+                      "negatives": args.negatives, "threads": torch.get_num_threads()}))
+
+
+if __name__ == "__main__":
+    main()
