@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from avbench.data.synthetic import SyntheticSpec
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("AVBENCH_SHARED", REPO.parent / "shared"))
+METADATA = SHARED / "data" / "avgzsl-metadata"
+
+# A small benchmark with the UCF-GZSL class structure: fast enough for unit tests.
+SMALL = SyntheticSpec(
+    train_per_class=30,
+    val_seen_per_class=6,
+    val_unseen_per_class=20,
+    test_seen_per_class=6,
+    test_unseen_per_class=20,
+    audio_dim=64,
+    video_dim=48,
+)
+
+# a budget that trains in a couple of seconds on 2 cores
+TINY = {"epochs": 3, "batches_per_epoch": 15, "batch_size": 64, "hidden_encoder": 64, "hidden_decoder": 64}
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory, monkeypatch):
+    """Never touch the user's ~/.avbench from tests."""
+    monkeypatch.setenv("AVBENCH_HOME", str(tmp_path_factory.mktemp("avbench_home")))
+
+
+def needs_metadata():
+    return pytest.mark.skipif(not METADATA.is_dir(), reason=f"benchmark metadata not found at {METADATA}")
