@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--batches-per-epoch", type=int, default=None)
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any method or protocol setting")
     r.add_argument("--legacy-text-order", action="store_true", help="the public code's misaligned class embeddings")
-    r.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    r.add_argument("--device", default="auto", help="cpu, cuda, or auto: cuda when available (default)")
     r.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument("--progress", action="store_true", help="progress bars even when stderr is not a terminal")

@@ -7,7 +7,14 @@ import pytest
 
 from avbench.cli import main
 from avbench.data.benchmark import SPLITS
-from avbench.data.layout import DATASETS, build_embedding_matrices, read_embeddings, read_name_map
+from avbench.data.layout import (
+    DATASETS,
+    build_embedding_matrices,
+    check_class_roles,
+    read_embeddings,
+    read_name_map,
+    read_split_lists,
+)
 from avbench.data.registry import load_benchmark
 from avbench.data.synthetic import SyntheticSpec, write_avca_layout
 from avbench.protocol.run import run_protocol
@@ -111,3 +118,17 @@ def test_real_ucf_structure_imports_end_to_end(tmp_path, capsys):
     # and the protocol runs on it, recording the text order used
     r = run_protocol(b, "avca", seed=0, text_order="legacy", overrides={"epochs": 1, "batches_per_epoch": 2, "batch_size": 16})
     assert r.text_order == "legacy" and r.data_fingerprint == b.fingerprint
+
+
+@pytest.mark.parametrize("ds", ["ucf", "activitynet", "vggsound"])
+@pytest.mark.parametrize("split_dir", ["main_split", "cls_split"])
+def test_real_split_lists_pass_the_class_role_checks(ds, split_dir):
+    info = DATASETS[ds]
+    cs = METADATA / info.folder / "class-split"
+    fold = str.lower if info.case_insensitive else (lambda s: s)
+    names = sorted(_lines(cs / "all_class.txt"))
+    class_id = {fold(c): i for i, c in enumerate(names)}
+    listed = read_split_lists(cs / split_dir, names, class_id, fold, cs / "all_class.txt")
+    check_class_roles(listed, names, cs / split_dir)  # raises DataError on a violation
+    n_unseen = len(set(listed["stage_2_test_unseen"]))
+    assert len(set(listed["stage_2_test_seen"]) | set(listed["stage_2_test_unseen"])) == len(set(listed["stage_2_train"])) + n_unseen

@@ -170,8 +170,58 @@ def _read_h5(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{path}: empty class (0 videos)")
     if not np.all(np.isfinite(data)):
         bad = int(np.argwhere(~np.isfinite(data))[0][0])
-        raise DataError(f"{path}: field 'data' has NaN/inf values (first at row {bad}, video {urls[bad]!r})")
+        raise DataError(f"{path}: field 'data' has NaN/inf values (first at row {bad}, video '{urls[bad]}')")
     return data, urls
+
+
+def read_split_lists(split_dir: Path, class_names, class_id, fold, all_path: Path) -> dict[str, list[int]]:
+    """Class ids listed in each class-split/<split>/stage_*.txt."""
+    if not split_dir.is_dir():
+        raise DataError(f"{split_dir}: missing split folder")
+    listed: dict[str, list[int]] = {}
+    for name in SPLITS:
+        path = split_dir / f"{name}.txt"
+        if name == "stage_2_train" and not path.exists():
+            continue  # derived; the reference never reads it
+        ids = []
+        for c in _read_lines(path):
+            if fold(c) not in class_id:
+                raise DataError(f"{path}: class {c!r} is not in {all_path.name}")
+            ids.append(class_id[fold(c)])
+        if not ids:
+            raise DataError(f"{path}: no classes listed")
+        listed[name] = ids
+    return listed
+
+
+def check_class_roles(listed: dict[str, list[int]], class_names, split_dir: Path) -> None:
+    """Unseen classes never in a training split, seen/unseen parts disjoint."""
+    train1 = set(listed["stage_1_train"])
+    for c in set(listed["stage_1_val_unseen"]) & train1:
+        raise DataError(
+            f"{split_dir / 'stage_1_val_unseen.txt'}: unseen class {class_names[c]!r} is also in stage_1_train.txt"
+        )
+    train2 = train1 | set(listed["stage_1_val_seen"]) | set(listed["stage_1_val_unseen"])
+    for c in set(listed["stage_2_test_unseen"]) & train2:
+        raise DataError(
+            f"{split_dir / 'stage_2_test_unseen.txt'}: unseen class {class_names[c]!r} is in a stage-2 training split"
+        )
+    for c in set(listed["stage_1_val_seen"]) - train1:
+        raise DataError(f"{split_dir / 'stage_1_val_seen.txt'}: seen class {class_names[c]!r} is not in stage_1_train.txt")
+    for c in set(listed["stage_1_val_unseen"]) & set(listed["stage_1_val_seen"]):
+        raise DataError(
+            f"{split_dir / 'stage_1_val_unseen.txt'}: unseen class {class_names[c]!r} is also in stage_1_val_seen.txt"
+        )
+    for c in set(listed["stage_2_test_unseen"]) & set(listed["stage_2_test_seen"]):
+        raise DataError(
+            f"{split_dir / 'stage_2_test_unseen.txt'}: unseen class {class_names[c]!r} is also in stage_2_test_seen.txt"
+        )
+    if "stage_2_train" in listed and set(listed["stage_2_train"]) != train2:
+        diff = sorted(class_names[c] for c in set(listed["stage_2_train"]) ^ train2)
+        raise DataError(
+            f"{split_dir / 'stage_2_train.txt'}: classes differ from stage_1_train ∪ val_seen ∪ val_unseen "
+            f"(e.g. {', '.join(map(repr, diff[:3]))}); stage 2 trains on those three splits"
+        )
 
 
 def import_layout(root: str | os.PathLike, dataset: str, features: str = "main", progress=None) -> Benchmark:
@@ -196,33 +246,8 @@ def import_layout(root: str | os.PathLike, dataset: str, features: str = "main",
         class_id[fold(c)] = i
 
     split_dir = cs / split_dir_name
-    if not split_dir.is_dir():
-        raise DataError(f"{split_dir}: missing split folder")
-    listed: dict[str, list[int]] = {}
-    for name in SPLITS:
-        path = split_dir / f"{name}.txt"
-        if name == "stage_2_train" and not path.exists():
-            continue  # derived; the reference never reads it
-        ids = []
-        for c in _read_lines(path):
-            if fold(c) not in class_id:
-                raise DataError(f"{path}: class {c!r} is not in {all_path.name}")
-            ids.append(class_id[fold(c)])
-        if not ids:
-            raise DataError(f"{path}: no classes listed")
-        listed[name] = ids
-
-    # class roles: an unseen class must not be in a training split
-    train1 = set(listed["stage_1_train"])
-    for c in set(listed["stage_1_val_unseen"]) & train1:
-        raise DataError(
-            f"{split_dir / 'stage_1_val_unseen.txt'}: unseen class {class_names[c]!r} is also in stage_1_train.txt"
-        )
-    train2 = train1 | set(listed["stage_1_val_seen"]) | set(listed["stage_1_val_unseen"])
-    for c in set(listed["stage_2_test_unseen"]) & train2:
-        raise DataError(
-            f"{split_dir / 'stage_2_test_unseen.txt'}: unseen class {class_names[c]!r} is in a stage-2 training split"
-        )
+    listed = read_split_lists(split_dir, class_names, class_id, fold, all_path)
+    check_class_roles(listed, class_names, split_dir)
 
     csv_path = cs / f"{info.csv_stem}_w2v_class_names.csv"
     name_map = read_name_map(csv_path, fold)
@@ -261,9 +286,13 @@ def import_layout(root: str | os.PathLike, dataset: str, features: str = "main",
                 pos = {u: i for i, u in enumerate(uv)}
                 v = v[[pos[u] for u in ua]]
             for u in ua:
-                prev = owner.setdefault(u, name)
-                if prev != name:
-                    raise DataError(f"{pa}: video {u!r} is in both {prev} and {name} (these splits must be disjoint)")
+                prev = owner.setdefault(str(u), (name, c))
+                if prev[0] != name:
+                    raise DataError(f"{pa}: video '{u}' is in both {prev[0]} and {name} (these splits must be disjoint)")
+                if prev[1] != c:
+                    raise DataError(
+                        f"{pa}: video '{u}' is also listed for class {class_names[prev[1]]!r} in {name}"
+                    )
             parts["audio"].append(a)
             parts["video"].append(v)
             parts["labels"].append(np.full(len(ua), c, dtype=np.int64))

@@ -105,14 +105,14 @@ class RunResult:
     beta_curve: dict = field(default_factory=dict)  # test S/U/HM over the β grid (for plots, not selection)
 
     def summary(self) -> dict:
-        pct = {k: round(100 * getattr(self, k), 2) for k in ("S", "U", "HM", "ZSL")}
+        pct = {k: round(100 * getattr(self, k), 4) for k in ("S", "U", "HM", "ZSL")}
         return {
             "method": self.method,
             "dataset": self.dataset,
             "protocol": self.protocol,
             "seed": self.seed,
             **pct,
-            "beta": round(self.beta, 4),
+            "beta": round(self.beta, 6),
             "best_epoch": self.best_epoch,
             "text_order": self.text_order,
             "data_fingerprint": self.data_fingerprint,
