@@ -61,22 +61,22 @@ def cmd_run(args) -> int:
         disable=args.quiet or not err.is_terminal and not args.progress,
     )
     tasks: dict[str, int] = {}
-    batch_task = {"id": None}
+
+    def on_stage(stage, epochs, batches):
+        tasks[stage] = progress.add_task(stage, total=epochs, info="")
+        if "batches" in tasks:
+            progress.remove_task(tasks["batches"])
+        tasks["batches"] = progress.add_task("  batches", total=batches, info="")
 
     def on_epoch(stage, rec, total):
-        if stage not in tasks:
-            tasks[stage] = progress.add_task(stage, total=total, info="")
         info = f"loss {rec.loss:.3f} lr {rec.lr:.0e}"
         if rec.val:
             info += f"  val HM {100 * rec.val['HM']:.2f} (β {rec.val['beta']:.2f})"
         progress.update(tasks[stage], completed=rec.epoch, info=info)
-        if batch_task["id"] is not None:
-            progress.reset(batch_task["id"])
+        progress.reset(tasks["batches"])
 
     def on_batch():
-        if batch_task["id"] is None:
-            batch_task["id"] = progress.add_task("batches", total=None, info="")
-        progress.advance(batch_task["id"])
+        progress.advance(tasks["batches"])
 
     with progress:
         result = run_protocol(
@@ -89,6 +89,7 @@ def cmd_run(args) -> int:
             device=args.device,
             on_epoch=on_epoch,
             on_batch=on_batch if not progress.disable else None,
+            on_stage=on_stage,
         )
     summary = result.summary()
     if args.json:

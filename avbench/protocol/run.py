@@ -153,9 +153,15 @@ def run_protocol(
     device: str | None = "cpu",
     on_epoch: Callable[[str, EpochRecord, int], None] | None = None,
     on_batch: Callable[[], None] | None = None,
+    on_stage: Callable[[str, int, int], None] | None = None,
     stage1_only: bool = False,
 ) -> RunResult:
-    """Run stage 1, selection, stage 2 and the single test evaluation."""
+    """Run stage 1, selection, stage 2 and the single test evaluation.
+
+    Callbacks (for progress displays): ``on_stage(name, epochs, batches_per_epoch)``
+    when a stage starts, ``on_epoch(name, record, epochs)`` after each epoch and
+    ``on_batch()`` after each optimiser step.
+    """
     t0 = time.perf_counter()
     preset = get_preset(protocol)
     # a benchmark may suggest a budget (the synthetic one is small); the user's settings win
@@ -184,6 +190,8 @@ def run_protocol(
     )
     torch.manual_seed(seed)
     model = cls(dims, config).to(dev)
+    if on_stage:
+        on_stage("stage 1", epochs, common["batches_per_epoch"])
     hist1 = train(
         model,
         train1,
@@ -232,6 +240,8 @@ def run_protocol(
     train2 = TrainSet.build(stage2_data.split("stage_2_train"), emb, dev)
     torch.manual_seed(seed)
     model = cls(dims, config).to(dev)
+    if on_stage:
+        on_stage("stage 2", stage2_epochs, common["batches_per_epoch"])
     hist2 = train(
         model,
         train2,
