@@ -4,6 +4,9 @@
     avbench data import --root DIR --dataset ucf --features main
     avbench datasets
     avbench methods
+    avbench leaderboard [--dataset D ...] [--metric HM] [--format table|md|csv|tex|html] [--out DIR] [--reported]
+    avbench results
+    avbench plot metric|beta|epochs [--result ID] --out DIR
 
 Errors are one line on stderr (exit 2); progress goes to stderr, results to stdout.
 """
@@ -31,7 +34,10 @@ def _parse_sets(items: list[str]) -> dict:
 def _console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    con = Console(stderr=stderr, highlight=False)
+    if not con.is_terminal:  # piped or captured: do not squeeze wide tables into 80 columns
+        con = Console(stderr=stderr, highlight=False, width=max(con.width, 160))
+    return con
 
 
 # ---------------------------------------------------------------------------
@@ -92,12 +98,24 @@ def cmd_run(args) -> int:
             on_stage=on_stage,
         )
     summary = result.summary()
+    stored = None
+    if not args.no_store:
+        from avbench.results.store import Store
+
+        store = Store(args.db, args.home)
+        rid, inserted = store.add(result)
+        stored = (rid, inserted, store)
+        summary["result_id"] = rid
     if args.json:
         out = {**summary, "features": result.features, "stage2_epochs": result.stage2_epochs,
                "device": result.device, "config": result.config, "val": result.val}
         sys.stdout.write(json.dumps(out) + "\n")
         return 0
     _print_result(summary, result)
+    if stored:
+        rid, inserted, store = stored
+        what = "stored as result" if inserted else "already in the store as result"
+        _console().print(f"{what} {rid} ({store._safe_url()}); see `avbench leaderboard`")
     return 0
 
 
@@ -122,6 +140,80 @@ def _print_result(summary: dict, result) -> None:
         f"stage 2 trained {result.stage2_epochs} epochs; text order {summary['text_order']}; "
         f"data {summary['data_fingerprint']}; {summary['seconds']:.1f} s on {result.device}"
     )
+
+
+def cmd_leaderboard(args) -> int:
+    from avbench.results import leaderboard as lb
+    from avbench.results.reported import load_reported
+    from avbench.results.store import Store
+
+    store = Store(args.db, args.home)
+    rows = store.rows(
+        columns=["id", "method", "dataset", "features", "protocol", "text_order", "config_hash", "seed",
+                 "created_at", args.metric],
+        dataset=args.dataset or None,
+    )
+    reported = load_reported() if args.reported else None
+    boards = lb.compile_boards(rows, metric=args.metric, datasets=args.dataset or None, reported=reported)
+    if args.out:
+        formats = lb.FORMATS[1:] if args.format == "table" else (args.format,)
+        paths = lb.write(boards, args.out, formats, with_reported=args.reported)
+        _console(stderr=True).print("wrote " + ", ".join(str(p) for p in paths))
+    if args.format == "table":
+        con = _console()
+        if not boards:
+            con.print("no results in the store yet: run `avbench run` first")
+        for t in lb.render_table(boards, args.reported):
+            con.print(t)
+    elif not args.out:
+        sys.stdout.write(lb.render(boards, args.format, args.reported))
+    return 0
+
+
+def cmd_results(args) -> int:
+    from rich.table import Table
+
+    from avbench.results.store import Store
+
+    store = Store(args.db, args.home)
+    rows = store.rows(
+        columns=["id", "method", "dataset", "features", "protocol", "text_order", "seed", "S", "U", "HM", "ZSL",
+                 "beta", "best_epoch", "config_hash", "created_at"],
+        dataset=args.dataset or None,
+        method=args.method or None,
+    )
+    t = Table(title=f"results in {store._safe_url()}")
+    for col in ("id", "method", "benchmark", "protocol / text", "seed", "S", "U", "HM", "ZSL", "β", "ep", "config"):
+        t.add_column(col, justify="right" if col in ("S", "U", "HM", "ZSL", "β", "ep", "seed", "id") else "left")
+    for r in rows:
+        t.add_row(str(r["id"]), r["method"], f"{r['dataset']}-{r['features']}", f"{r['protocol']} / {r['text_order']}",
+                  str(r["seed"]), *(f"{r[k]:.2f}" for k in ("S", "U", "HM", "ZSL")), f"{r['beta']:.2f}",
+                  str(r["best_epoch"]), r["config_hash"][:8])
+    _console().print(t)
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from avbench.results import plots
+    from avbench.results.store import Store
+
+    store = Store(args.db, args.home)
+    if args.kind == "metric":
+        from avbench.results import leaderboard as lb
+
+        rows = store.rows(
+            columns=["id", "method", "dataset", "features", "protocol", "text_order", "config_hash", "seed",
+                     "created_at", args.metric],
+            dataset=args.dataset or None,
+        )
+        paths = plots.metric_bars(lb.compile_boards(rows, metric=args.metric, datasets=args.dataset or None), args.out)
+    else:
+        if args.result is None:
+            raise ConfigError(f"avbench plot {args.kind}: --result ID is required (ids: `avbench results`)")
+        row = store.get(args.result)
+        paths = (plots.beta_curve if args.kind == "beta" else plots.val_per_epoch)(row, args.out)
+    _console().print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
 
 
 def cmd_import(args) -> int:
@@ -178,8 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     home = argparse.ArgumentParser(add_help=False)
     home.add_argument("--home", default=None, help="avbench's data home (default $AVBENCH_HOME or ~/.avbench)")
+    db = argparse.ArgumentParser(add_help=False)
+    db.add_argument("--db", default=None, help="results store URL (default $AVBENCH_DB or sqlite in the data home)")
 
-    r = sub.add_parser("run", parents=[home], help="train and evaluate one method through the two-stage protocol")
+    r = sub.add_parser("run", parents=[home, db], help="train and evaluate one method through the two-stage protocol")
     r.add_argument("--method", default="avca")
     r.add_argument("--dataset", default="synthetic", help="synthetic, or an imported name: ucf, ucf-cls, activitynet, ...")
     r.add_argument("--seed", type=int, default=0)
@@ -191,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="auto", help="cpu, cuda, or auto: cuda when available (default)")
     r.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--no-store", action="store_true", help="do not write the result to the results store")
     r.add_argument("--progress", action="store_true", help="progress bars even when stderr is not a terminal")
     r.set_defaults(func=cmd_run)
 
@@ -206,6 +301,31 @@ def build_parser() -> argparse.ArgumentParser:
     ds.set_defaults(func=cmd_datasets)
     m = sub.add_parser("methods", help="list methods")
     m.set_defaults(func=cmd_methods)
+
+    from avbench.results.leaderboard import FORMATS, METRICS
+
+    lbp = sub.add_parser("leaderboard", parents=[home, db], help="the leaderboard across methods and benchmarks")
+    lbp.add_argument("--dataset", action="append", default=[], help="only these datasets (repeatable)")
+    lbp.add_argument("--metric", default="HM", choices=METRICS)
+    lbp.add_argument("--format", default="table", choices=FORMATS)
+    lbp.add_argument("--out", default=None, help="write leaderboard.<format> files into this folder")
+    lbp.add_argument("--reported", action="store_true", help="show published numbers beside the reproduced ones")
+    lbp.set_defaults(func=cmd_leaderboard)
+
+    rs = sub.add_parser("results", parents=[home, db], help="list stored results")
+    rs.add_argument("--dataset", action="append", default=[])
+    rs.add_argument("--method", action="append", default=[])
+    rs.set_defaults(func=cmd_results)
+
+    pl = sub.add_parser("plot", parents=[home, db], help="figures (PNG and SVG)")
+    pl.add_argument("kind", choices=["metric", "beta", "epochs"],
+                    help="metric: per method and dataset with CI bars; beta: S vs U over β for --result; "
+                         "epochs: validation HM per epoch for --result")
+    pl.add_argument("--result", type=int, default=None, help="result id (see `avbench results`)")
+    pl.add_argument("--metric", default="HM", choices=METRICS)
+    pl.add_argument("--dataset", action="append", default=[])
+    pl.add_argument("--out", default="plots", help="output folder (default ./plots)")
+    pl.set_defaults(func=cmd_plot)
     return p
 
 

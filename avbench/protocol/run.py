@@ -212,7 +212,7 @@ def run_protocol(
 
     result = RunResult(
         method=cls.name,
-        dataset=benchmark.name,
+        dataset=benchmark.dataset,
         features=benchmark.features,
         protocol=preset.name,
         seed=seed,

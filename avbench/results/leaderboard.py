@@ -1,0 +1,456 @@
+"""Turn the results store into the table researchers put in their papers.
+
+Rows are methods, column groups are datasets. A cell is the mean ± std over
+seeds with n, and a 95 % percentile-bootstrap CI of that mean (2000 resamples,
+fixed seed, so the same store gives the same table). Methods are ranked per
+dataset (average rank on ties) and by their mean rank across datasets.
+
+Only results with the same protocol, features and text order are compared in
+one table. Where a method has results for several configurations on a dataset,
+the most recently stored configuration is shown (choosing the best one would
+select on the test split).
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from avbench.errors import ConfigError
+
+METRICS = ("HM", "ZSL", "S", "U")
+FORMATS = ("table", "md", "csv", "tex", "html")
+DATASET_ORDER = ("vggsound", "ucf", "activitynet")
+DATASET_TITLES = {"vggsound": "VGGSound-GZSL", "ucf": "UCF-GZSL", "activitynet": "ActivityNet-GZSL"}
+BOOTSTRAP = 2000
+
+
+@dataclass
+class Cell:
+    mean: float
+    std: float
+    n: int
+    ci_low: float
+    ci_high: float
+    rank: float = float("nan")
+
+
+@dataclass
+class Board:
+    protocol: str
+    features: str
+    text_order: str
+    metric: str
+    datasets: list[str]
+    methods: list[str]
+    cells: dict[tuple[str, str], Cell]
+    mean_rank: dict[str, float]
+    reported: dict[tuple[str, str], float] = field(default_factory=dict)
+    reported_sources: list[str] = field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        return (
+            f"{self.metric} (×100) · protocol {self.protocol} · features {self.features} · "
+            f"text order {self.text_order}"
+        )
+
+    @property
+    def note(self) -> str:
+        s = "mean ± std over seeds (n), 95% bootstrap CI of the mean; rank per dataset; mean rank across datasets"
+        if self.reported_sources:
+            s += "; reported: " + "; ".join(self.reported_sources)
+        return s
+
+    def delta(self, method: str, dataset: str) -> float | None:
+        c, r = self.cells.get((method, dataset)), self.reported.get((method, dataset))
+        return None if c is None or r is None else c.mean - r
+
+
+def bootstrap_ci(values: np.ndarray, rng: np.random.Generator, b: int = BOOTSTRAP) -> tuple[float, float]:
+    if len(values) == 1:
+        return float(values[0]), float(values[0])
+    means = values[rng.integers(0, len(values), size=(b, len(values)))].mean(axis=1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def _ranks(scores: dict[str, float]) -> dict[str, float]:
+    """Rank 1 = best (highest); ties share their average rank."""
+    order = sorted(scores, key=lambda m: -scores[m])
+    ranks, i = {}, 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and scores[order[j + 1]] == scores[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def _dataset_sort_key(d: str):
+    return (DATASET_ORDER.index(d) if d in DATASET_ORDER else len(DATASET_ORDER), d)
+
+
+def compile_boards(
+    rows: list[dict],
+    metric: str = "HM",
+    datasets: list[str] | None = None,
+    reported: list[dict] | None = None,
+) -> list[Board]:
+    """Boards from store rows (dicts with method, dataset, features, protocol, text_order,
+    config_hash, seed, created_at and the metric columns)."""
+    if metric not in METRICS:
+        raise ConfigError(f"--metric {metric!r}: expected one of {', '.join(METRICS)}")
+    want = set(datasets) if datasets else None
+    # the latest configuration per (table, method, dataset)
+    latest: dict[tuple, tuple] = {}
+    for r in rows:
+        if want and r["dataset"] not in want:
+            continue
+        key = (r["protocol"], r["features"], r["text_order"], r["method"], r["dataset"])
+        stamp = (r["created_at"], r.get("id", 0))
+        if key not in latest or stamp > latest[key][0]:
+            latest[key] = (stamp, r["config_hash"])
+    values: dict[tuple, list[float]] = defaultdict(list)
+    for r in rows:
+        key = (r["protocol"], r["features"], r["text_order"], r["method"], r["dataset"])
+        if key in latest and latest[key][1] == r["config_hash"]:
+            values[key].append(float(r[metric]))
+
+    tables: dict[tuple, dict] = defaultdict(dict)
+    for (p, f, t, m, d), vals in values.items():
+        tables[(p, f, t)][(m, d)] = np.asarray(vals, dtype=np.float64)
+
+    rng = np.random.default_rng(0)
+    boards = []
+    for (p, f, t), cellvals in sorted(tables.items()):
+        cells = {}
+        for (m, d), v in sorted(cellvals.items()):
+            lo, hi = bootstrap_ci(v, rng)
+            cells[(m, d)] = Cell(float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, len(v), lo, hi)
+        ds = sorted({d for _, d in cells}, key=_dataset_sort_key)
+        for d in ds:
+            for m, rk in _ranks({m: c.mean for (m, dd), c in cells.items() if dd == d}).items():
+                cells[(m, d)].rank = rk
+        methods = sorted({m for m, _ in cells})
+        mean_rank = {m: float(np.mean([cells[(m, d)].rank for d in ds if (m, d) in cells])) for m in methods}
+        board = Board(p, f, t, metric, ds, methods, cells, mean_rank)
+        if reported:
+            attach_reported(board, reported, want)
+        board.methods = sorted(board.methods, key=lambda m: (board.mean_rank.get(m, float("inf")), m))
+        boards.append(board)
+    if not boards and reported:  # nothing reproduced yet: still show the published numbers
+        for f in sorted({r["features"] for r in reported}):
+            b = Board("-", f, "-", metric, [], [], {}, {})
+            attach_reported(b, reported, want)
+            boards.append(b)
+    return boards
+
+
+def attach_reported(board: Board, reported: list[dict], want: set | None) -> None:
+    for src in reported:
+        if src["features"] != board.features:
+            continue
+        board.reported_sources.append(f"{src['source']} (text order {src.get('text_order', '?')})")
+        for m, per_ds in src["results"].items():
+            for d, metrics in per_ds.items():
+                if want and d not in want or board.metric not in metrics:
+                    continue
+                board.reported[(m, d)] = float(metrics[board.metric])
+                if d not in board.datasets:
+                    board.datasets.append(d)
+                if m not in board.methods:
+                    board.methods.append(m)
+    board.datasets.sort(key=_dataset_sort_key)
+
+
+# ---------------------------------------------------------------------------- rendering
+def _fmt(x: float | None, nd: int = 2) -> str:
+    return "" if x is None or x != x else f"{x:.{nd}f}"
+
+
+def _cell_text(c: Cell | None) -> str:
+    return "–" if c is None else f"{c.mean:.2f} ± {c.std:.2f} ({c.n})"
+
+
+def _ci_text(c: Cell | None) -> str:
+    return "" if c is None else f"[{c.ci_low:.2f}, {c.ci_high:.2f}]"
+
+
+def _columns(board: Board, with_reported: bool) -> list[tuple[str, str]]:
+    """(dataset, sub-column) pairs in display order."""
+    subs = ["mean ± std (n)", "95% CI", "rank"]
+    if with_reported:
+        subs += ["reported", "Δ"]
+    return [(d, s) for d in board.datasets for s in subs]
+
+
+def _value(board: Board, m: str, d: str, sub: str) -> str:
+    c = board.cells.get((m, d))
+    if sub == "mean ± std (n)":
+        return _cell_text(c)
+    if sub == "95% CI":
+        return _ci_text(c)
+    if sub == "rank":
+        return "" if c is None else f"{c.rank:g}"
+    if sub == "reported":
+        return _fmt(board.reported.get((m, d)))
+    if sub == "Δ":
+        delta = board.delta(m, d)
+        return "" if delta is None else f"{delta:+.2f}"
+    raise KeyError(sub)
+
+
+def _mean_rank(board: Board, m: str) -> str:
+    r = board.mean_rank.get(m)
+    return "" if r is None else f"{r:.2f}"
+
+
+def render_table(boards: list[Board], with_reported: bool = False):
+    """rich renderables, one compact table per board (a cell: mean ± std (n), CI and rank)."""
+    from rich.table import Table
+
+    out = []
+    for b in boards:
+        t = Table(title=b.title, caption=b.note, show_lines=True)
+        t.add_column("method", style="bold")
+        for d in b.datasets:
+            t.add_column(DATASET_TITLES.get(d, d), justify="right")
+            if with_reported:
+                t.add_column("reported (Δ)", justify="right")
+        t.add_column("mean rank", justify="right")
+        for m in b.methods:
+            row = [m]
+            for d in b.datasets:
+                c = b.cells.get((m, d))
+                row.append("–" if c is None else f"{_cell_text(c)}\n{_ci_text(c)} #{c.rank:g}")
+                if with_reported:
+                    rep, delta = b.reported.get((m, d)), b.delta(m, d)
+                    row.append("" if rep is None else f"{rep:.2f}" + ("" if delta is None else f" ({delta:+.2f})"))
+            t.add_row(*row, _mean_rank(b, m))
+        out.append(t)
+    return out
+
+
+def render_md(boards: list[Board], with_reported: bool = False) -> str:
+    parts = []
+    for b in boards:
+        cols = _columns(b, with_reported)
+        head = ["method"] + [f"{DATASET_TITLES.get(d, d)} {s}" for d, s in cols] + ["mean rank"]
+        lines = [f"### {b.title}", "", "| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+        for m in b.methods:
+            lines.append("| " + " | ".join([m] + [_value(b, m, d, s) for d, s in cols] + [_mean_rank(b, m)]) + " |")
+        lines += ["", f"_{b.note}_", ""]
+        parts.append("\n".join(lines))
+    return "\n".join(parts)
+
+
+def render_csv(boards: list[Board], with_reported: bool = False) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    head = ["protocol", "features", "text_order", "metric", "method", "dataset", "mean", "std", "n", "ci_low",
+            "ci_high", "rank", "mean_rank"]
+    if with_reported:
+        head += ["reported", "delta"]
+    w.writerow(head)
+    for b in boards:
+        for m in b.methods:
+            for d in b.datasets:
+                c = b.cells.get((m, d))
+                if c is None and (m, d) not in b.reported:
+                    continue
+                row = [b.protocol, b.features, b.text_order, b.metric, m, d]
+                row += ["", "", "", "", "", ""] if c is None else [
+                    f"{c.mean:.4f}", f"{c.std:.4f}", c.n, f"{c.ci_low:.4f}", f"{c.ci_high:.4f}", f"{c.rank:g}"]
+                row.append(_mean_rank(b, m))
+                if with_reported:
+                    rep, delta = b.reported.get((m, d)), b.delta(m, d)
+                    row += [_fmt(rep, 4), "" if delta is None else f"{delta:.4f}"]
+                w.writerow(row)
+    return buf.getvalue()
+
+
+def _tex_escape(s: str) -> str:
+    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"), ("$", r"\$")):
+        s = s.replace(a, b)
+    return s
+
+
+def render_tex(boards: list[Board], with_reported: bool = False) -> str:
+    parts = []
+    for b in boards:
+        per = 3 if with_reported else 2  # mean±std, rank[, reported, Δ -> shown as reported (Δ)]
+        spec = "l" + ("r" * per) * len(b.datasets) + "r"
+        lines = [
+            "% " + b.title,
+            "% " + b.note,
+            r"\begin{tabular}{" + spec + "}",
+            r"\toprule",
+            " & ".join(["Method"] + [rf"\multicolumn{{{per}}}{{c}}{{{_tex_escape(DATASET_TITLES.get(d, d))}}}" for d in b.datasets] + ["Mean rank"]) + r" \\",
+        ]
+        rules = " ".join(rf"\cmidrule(lr){{{2 + i * per}-{1 + (i + 1) * per}}}" for i in range(len(b.datasets)))
+        lines.append(rules)
+        sub = [r"$\mu \pm \sigma$ (n)", "rank"] + (["reported (Δ)"] if with_reported else [])
+        lines.append(" & ".join([""] + sub * len(b.datasets) + [""]) + r" \\")
+        lines.append(r"\midrule")
+        best = {d: min((c.rank for (m, dd), c in b.cells.items() if dd == d), default=None) for d in b.datasets}
+        for m in b.methods:
+            cells = [_tex_escape(m)]
+            for d in b.datasets:
+                c = b.cells.get((m, d))
+                if c is None:
+                    cells += ["--", ""]
+                else:
+                    txt = rf"{c.mean:.2f} $\pm$ {c.std:.2f} ({c.n})"
+                    cells += [rf"\textbf{{{txt}}}" if c.rank == best[d] else txt, f"{c.rank:g}"]
+                if with_reported:
+                    rep, delta = b.reported.get((m, d)), b.delta(m, d)
+                    cells.append("" if rep is None else f"{rep:.2f}" + ("" if delta is None else f" ({delta:+.2f})"))
+            cells.append(_mean_rank(b, m))
+            lines.append(" & ".join(cells) + r" \\")
+        lines += [r"\bottomrule", r"\end{tabular}", ""]
+        parts.append("\n".join(lines))
+    return "\n".join(parts)
+
+
+_HTML_JS = """
+function sortTable(table, col, numeric, asc) {
+  const body = table.tBodies[0];
+  const rows = Array.from(body.rows);
+  rows.sort((a, b) => {
+    const x = a.cells[col].dataset.v ?? a.cells[col].textContent;
+    const y = b.cells[col].dataset.v ?? b.cells[col].textContent;
+    let r;
+    if (numeric) {
+      const fx = x === '' ? Infinity : parseFloat(x), fy = y === '' ? Infinity : parseFloat(y);
+      r = (fx === fy) ? 0 : (fx < fy ? -1 : 1);
+    } else { r = x.localeCompare(y); }
+    return asc ? r : -r;
+  });
+  rows.forEach(r => body.appendChild(r));
+  table.dataset.sortedBy = table.tHead.rows[table.tHead.rows.length - 1].cells[col].dataset.key;
+}
+document.querySelectorAll('table.board').forEach(table => {
+  const head = table.tHead.rows[table.tHead.rows.length - 1];
+  Array.from(head.cells).forEach((th, i) => {
+    th.addEventListener('click', () => {
+      const asc = th.dataset.dir !== 'asc';
+      th.dataset.dir = asc ? 'asc' : 'desc';
+      sortTable(table, i, th.dataset.numeric === '1', asc);
+    });
+  });
+  const mr = Array.from(head.cells).findIndex(th => th.dataset.key === 'mean-rank');
+  if (mr >= 0) sortTable(table, mr, true, true);
+});
+"""
+
+_HTML_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+table.board { border-collapse: collapse; margin: 1em 0 0.3em; font-size: 14px; }
+.board th, .board td { padding: 4px 10px; border-bottom: 1px solid #ddd; text-align: right; }
+.board td:first-child, .board th:first-child { text-align: left; font-weight: 600; }
+.board thead tr:last-child th { cursor: pointer; user-select: none; }
+.board thead tr:last-child th:hover { background: #f0f0f0; }
+.board th.group { text-align: center; border-bottom: 2px solid #888; }
+.note { color: #666; font-size: 12px; margin-bottom: 2em; }
+td.best { font-weight: 700; }
+"""
+
+
+def render_html(boards: list[Board], with_reported: bool = False) -> str:
+    e = html.escape
+    out = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">', "<title>avbench leaderboard</title>",
+           f"<style>{_HTML_CSS}</style></head><body>", "<h1>avbench leaderboard</h1>"]
+    for i, b in enumerate(boards):
+        cols = _columns(b, with_reported)
+        subs = len(cols) // max(len(b.datasets), 1)
+        out.append(f"<h2>{e(b.title)}</h2>")
+        out.append(f'<table class="board" id="board-{i}"><thead><tr><th></th>')
+        out += [f'<th class="group" colspan="{subs}">{e(DATASET_TITLES.get(d, d))}</th>' for d in b.datasets]
+        out.append("<th></th></tr><tr>")
+        out.append('<th data-key="method" data-numeric="0">method</th>')
+        for d, s in cols:
+            numeric = "0" if s == "95% CI" else "1"
+            out.append(f'<th data-key="{e(d)}:{e(s)}" data-numeric="{numeric}">{e(s)}</th>')
+        out.append('<th data-key="mean-rank" data-numeric="1">mean rank</th></tr></thead><tbody>')
+        for m in b.methods:
+            out.append(f'<tr data-method="{e(m)}"><td>{e(m)}</td>')
+            for d, s in cols:
+                c = b.cells.get((m, d))
+                if s == "mean ± std (n)":
+                    v = "" if c is None else f"{-c.mean:.6f}"  # sort descending by default click
+                elif s == "rank":
+                    v = "" if c is None else f"{c.rank:g}"
+                elif s == "reported":
+                    r = b.reported.get((m, d))
+                    v = "" if r is None else f"{-r:.6f}"
+                elif s == "Δ":
+                    dl = b.delta(m, d)
+                    v = "" if dl is None else f"{-dl:.6f}"
+                else:
+                    v = None
+                cls = ' class="best"' if s == "rank" and c is not None and c.rank == 1 else ""
+                dv = "" if v is None else f' data-v="{v}"'
+                out.append(f"<td{dv}{cls}>{e(_value(b, m, d, s))}</td>")
+            mr = b.mean_rank.get(m)
+            out.append(f'<td data-v="{"" if mr is None else mr}">{e(_mean_rank(b, m))}</td></tr>')
+        out.append("</tbody></table>")
+        out.append(f'<p class="note">{e(b.note)}</p>')
+    if not boards:
+        out.append("<p>No results in the store yet.</p>")
+    out.append(f"<script>{_HTML_JS}</script></body></html>")
+    return "\n".join(out)
+
+
+def render(boards: list[Board], fmt: str, with_reported: bool = False):
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    return {
+        "table": render_table,
+        "md": render_md,
+        "csv": render_csv,
+        "tex": render_tex,
+        "html": render_html,
+    }[fmt](boards, with_reported)
+
+
+def write(boards: list[Board], out_dir: str | Path, formats=("md", "csv", "tex", "html"), with_reported=False) -> list[Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for fmt in formats:
+        if fmt == "table":
+            continue
+        p = out_dir / f"leaderboard.{fmt}"
+        tmp = p.with_suffix(p.suffix + ".tmp")
+        tmp.write_text(render(boards, fmt, with_reported))
+        tmp.replace(p)
+        paths.append(p)
+    return paths
+
+
+def to_json(boards: list[Board]) -> str:
+    return json.dumps(
+        [
+            {
+                "protocol": b.protocol,
+                "features": b.features,
+                "text_order": b.text_order,
+                "metric": b.metric,
+                "cells": [
+                    {"method": m, "dataset": d, **c.__dict__} for (m, d), c in sorted(b.cells.items())
+                ],
+                "mean_rank": b.mean_rank,
+            }
+            for b in boards
+        ]
+    )
