@@ -6,20 +6,23 @@
     class MyMethod(Method):
         ...
 
-Third-party packages add methods through the entry-point group
-``avbench.methods`` (each entry point names a module or a Method subclass).
+Every module of this package (but ``base`` and ``layers``) is a method file and is
+imported when the registry is first read. Third-party packages add methods through
+the entry-point group ``avbench.methods`` (each entry point names a module or a
+Method subclass; loading it runs its ``@register``).
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from importlib.metadata import entry_points
 
 from avbench.errors import ConfigError
 from avbench.methods.base import Batch, Method
 
 _REGISTRY: dict[str, type[Method]] = {}
-_BUILTIN_MODULES = ("avbench.methods.avca",)
+_NOT_METHODS = {"base", "layers"}  # helper modules of this package
 _loaded = False
 
 __all__ = ["Batch", "Method", "register", "get_method", "available_methods"]
@@ -44,8 +47,9 @@ def _load_all() -> None:
     if _loaded:
         return
     _loaded = True
-    for mod in _BUILTIN_MODULES:
-        importlib.import_module(mod)
+    for info in pkgutil.iter_modules(__path__):  # one file per method, found by listing the package
+        if info.name not in _NOT_METHODS and not info.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{info.name}")
     for ep in entry_points(group="avbench.methods"):
         try:
             ep.load()

@@ -1,10 +1,16 @@
 """What a method is to the protocol: a torch module with a loss and a distance.
 
 A method never sees splits, class roles or the test set. The protocol hands it:
+- once before training, :meth:`Method.setup` with the training tensors (most
+  methods ignore it; a generative method keeps them to train its classifier);
 - at training time a :class:`Batch` of (positive, negative) pairs plus the text
   embeddings of the classes it may train on;
-- at evaluation time audio, video and the text embeddings of a search space,
-  and asks for a [N, K] distance matrix (lower = closer).
+- before scoring a search space, :meth:`Method.prepare_eval` with the text
+  embeddings of that space and which of its classes were trained on;
+- at evaluation time audio, video and the text embeddings of the search space,
+  and asks for a [N, K] distance matrix (lower = closer). A method whose paper
+  defines a compatibility or probability score returns its negation (or
+  -log-probability), so calibrated stacking is the same for every method.
 """
 
 from __future__ import annotations
@@ -33,6 +39,16 @@ class Batch:
     neg_index: torch.Tensor | None = None
 
 
+@dataclass
+class TrainData:
+    """All training videos of the current stage (labels index rows of ``text``)."""
+
+    audio: torch.Tensor  # [N, Da]
+    video: torch.Tensor  # [N, Dv]
+    label: torch.Tensor  # [N] long
+    text: torch.Tensor  # [C_train, E]
+
+
 @dataclass(frozen=True)
 class Dims:
     audio: int
@@ -56,6 +72,16 @@ class Method(nn.Module):
         super().__init__()
         self.dims = dims
         self.config = dict(config)
+
+    def setup(self, train: TrainData) -> None:
+        """Called once before training with the stage's training tensors."""
+
+    def prepare_eval(self, text: torch.Tensor, seen: torch.Tensor) -> None:
+        """Called (in eval mode, gradients enabled) before scoring a search space.
+
+        ``text`` [K, E] are the class embeddings of the search space, ``seen`` [K]
+        marks the classes the method was trained on.
+        """
 
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Total loss to minimise and its named parts (detached tensors, for logging)."""

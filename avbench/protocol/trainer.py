@@ -26,7 +26,7 @@ import torch
 
 from avbench.data.benchmark import Split
 from avbench.errors import ConfigError
-from avbench.methods.base import Batch, Method
+from avbench.methods.base import Batch, Method, TrainData
 from avbench.protocol.metrics import GZSLResult, evaluate_gzsl
 
 
@@ -146,17 +146,18 @@ class EvalSet:
         )
 
 
-@torch.no_grad()
 def evaluate(method: Method, data: EvalSet, betas: torch.Tensor, chunk: int = 4096) -> GZSLResult:
     was_training = method.training
     method.eval()
     try:
-        d = torch.cat(
-            [
-                method.distances(data.audio[i : i + chunk], data.video[i : i + chunk], data.text)
-                for i in range(0, data.audio.shape[0], chunk)
-            ]
-        )
+        method.prepare_eval(data.text, torch.isin(data.search_classes, data.seen_classes))
+        with torch.no_grad():
+            d = torch.cat(
+                [
+                    method.distances(data.audio[i : i + chunk], data.video[i : i + chunk], data.text)
+                    for i in range(0, data.audio.shape[0], chunk)
+                ]
+            )
     finally:
         method.train(was_training)
     return evaluate_gzsl(
@@ -202,6 +203,7 @@ def train(
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", patience=lr_patience, factor=lr_factor)
     sampler = PairSampler(train_set, batch_size, seed, negatives)
     history: list[EpochRecord] = []
+    method.setup(TrainData(train_set.audio, train_set.video, train_set.label, train_set.text))
     method.train()
     for epoch in range(1, epochs + 1):
         if lr_schedule is not None and val is None:
