@@ -42,9 +42,9 @@ def register(name: str):
     return deco
 
 
-def _load_all() -> None:
+def _load_all(refresh: bool = False) -> None:
     global _loaded
-    if _loaded:
+    if _loaded and not refresh:
         return
     _loaded = True
     for info in pkgutil.iter_modules(__path__):  # one file per method, found by listing the package
@@ -57,8 +57,9 @@ def _load_all() -> None:
             raise ConfigError(f"plugin entry point {ep.name!r} ({ep.value}) failed to load: {e}") from None
 
 
-def available_methods() -> dict[str, type[Method]]:
-    _load_all()
+def available_methods(refresh: bool = False) -> dict[str, type[Method]]:
+    """Registered methods by name; ``refresh`` re-reads plugin entry points."""
+    _load_all(refresh)
     return dict(sorted(_REGISTRY.items()))
 
 

@@ -1,0 +1,1 @@
+"""Search layer: hyperparameter spaces (and, built on them, sweeps)."""
