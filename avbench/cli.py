@@ -216,6 +216,64 @@ def cmd_plot(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from avbench.search.sweep import SweepSpec, sweep
+
+    overrides = _parse_sets(args.set)
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    if args.batches_per_epoch is not None:
+        overrides["batches_per_epoch"] = args.batches_per_epoch
+    spec = SweepSpec(
+        method=args.method,
+        dataset=args.dataset,
+        trials=args.trials,
+        seeds=args.seeds,
+        max_concurrent=args.max_concurrent,
+        gpus_per_trial=args.gpus_per_trial,
+        cpus_per_trial=args.cpus_per_trial,
+        address=args.address,
+        storage=args.storage,
+        tracking_uri=args.tracking_uri,
+        name=args.name,
+        protocol=args.protocol,
+        text_order="legacy" if args.legacy_text_order else "by-name",
+        overrides=overrides,
+        home=args.home,
+        db=args.db,
+    )
+    err = _console(stderr=True)
+    live = not args.quiet and err.is_terminal
+    summary = sweep(spec, console=err, live=live)
+    if args.json:
+        sys.stdout.write(json.dumps(summary, default=str) + "\n")
+        return 0
+    con = _console()
+    what = "resumed" if summary["resumed"] else "ran"
+    con.print(f"sweep {summary['name']}: {what}; {summary['trials']} trials; best validation HM "
+              f"{summary['best_val_hm']:.2f} with {summary['best_config']}")
+    for f in summary["finals"]:
+        con.print(f"  final seed {f['seed']}: test HM {f['HM']:.2f}, ZSL {f['ZSL']:.2f} -> result {f['result_id']}")
+    if summary["finals_already_stored"]:
+        con.print(f"  seeds already in the store: {summary['finals_already_stored']}")
+    con.print(f"MLflow: {summary['tracking_uri']} (avbench ui); see `avbench leaderboard`")
+    return 0
+
+
+def cmd_ui(args) -> int:
+    import subprocess
+
+    from avbench.data.registry import avbench_home
+
+    uri = args.tracking_uri or f"sqlite:///{avbench_home(args.home).resolve() / 'mlflow.db'}"
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
+    _console(stderr=True).print(f"MLflow UI on http://{args.host}:{args.port} ({uri})")
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return 0
+
+
 def cmd_import(args) -> int:
     from avbench.data.layout import import_layout
     from avbench.data.registry import dataset_path
@@ -254,8 +312,10 @@ def cmd_methods(args) -> int:
     t = Table(title="methods")
     for col in ("name", "description", "paper"):
         t.add_column(col)
+    from rich.markup import escape
+
     for name, cls in available_methods().items():
-        t.add_row(name, cls.description, cls.paper)
+        t.add_row(escape(name), escape(cls.description), escape(cls.paper))
     _console().print(t)
     return 0
 
@@ -303,6 +363,33 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_methods)
 
     from avbench.results.leaderboard import FORMATS, METRICS
+
+    sw = sub.add_parser("sweep", parents=[home, db], help="hyperparameter sweep (Ray Tune + Optuna), finals to the store")
+    sw.add_argument("--method", required=True)
+    sw.add_argument("--dataset", required=True)
+    sw.add_argument("--trials", type=int, default=20)
+    sw.add_argument("--seeds", type=int, default=3, help="seeds of the final runs of the best configuration")
+    sw.add_argument("--max-concurrent", type=int, default=None)
+    sw.add_argument("--gpus-per-trial", type=float, default=0.25, help="used only when CUDA is present")
+    sw.add_argument("--cpus-per-trial", type=float, default=1.0)
+    sw.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray)")
+    sw.add_argument("--storage", default=None, help="Optuna storage URL (default: a journal file in the data home)")
+    sw.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: sqlite in the data home)")
+    sw.add_argument("--name", default=None, help="sweep name (default method-dataset-protocol); rerun to resume")
+    sw.add_argument("--protocol", default=DEFAULT_PRESET, choices=sorted(PRESETS))
+    sw.add_argument("--epochs", type=int, default=None)
+    sw.add_argument("--batches-per-epoch", type=int, default=None)
+    sw.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="fixed settings (not searched)")
+    sw.add_argument("--legacy-text-order", action="store_true")
+    sw.add_argument("--json", action="store_true")
+    sw.add_argument("--quiet", action="store_true")
+    sw.set_defaults(func=cmd_sweep)
+
+    ui = sub.add_parser("ui", parents=[home], help="the MLflow UI on avbench's tracking store")
+    ui.add_argument("--tracking-uri", default=None)
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.set_defaults(func=cmd_ui)
 
     lbp = sub.add_parser("leaderboard", parents=[home, db], help="the leaderboard across methods and benchmarks")
     lbp.add_argument("--dataset", action="append", default=[], help="only these datasets (repeatable)")

@@ -26,6 +26,17 @@ SMALL = SyntheticSpec(
 TINY = {"epochs": 3, "batches_per_epoch": 15, "batch_size": 64, "hidden_encoder": 64, "hidden_decoder": 64}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread():
+    """Unit tests train tiny models: one torch thread is faster and steadier than two."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory, monkeypatch):
     """Never touch the user's ~/.avbench from tests."""
