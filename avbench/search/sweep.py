@@ -319,6 +319,7 @@ def sweep(spec: SweepSpec, console=None, live: bool = True, on_final=None) -> di
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")  # save experiment state often: kill -9 loses little
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    import mlflow  # noqa: F401  (imported before its loggers are quietened: it configures them on import)
     import optuna
     import ray
     import torch
