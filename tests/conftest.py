@@ -45,3 +45,47 @@ def _isolated_home(tmp_path_factory, monkeypatch):
 
 def needs_metadata():
     return pytest.mark.skipif(not METADATA.is_dir(), reason=f"benchmark metadata not found at {METADATA}")
+
+
+PG_ADMIN = os.environ.get("AVBENCH_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def pg_schema():
+    """A factory of fresh PostgreSQL schemas (on the real server): URL with search_path set."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(PG_ADMIN)
+    made = []
+
+    def make() -> str:
+        schema = f"avbench_test_{uuid.uuid4().hex[:10]}"
+        with admin.begin() as c:
+            c.execute(text(f"CREATE SCHEMA {schema}"))
+        made.append(schema)
+        return f"{PG_ADMIN}?options=-csearch_path%3D{schema}"
+
+    yield make
+    with admin.begin() as c:
+        for schema in made:
+            c.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+    admin.dispose()
+
+
+@pytest.fixture
+def pg_database():
+    """A fresh PostgreSQL database (for tools that manage their own schema, e.g. MLflow)."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    name = f"avbench_db_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as c:
+        c.execute(text(f"CREATE DATABASE {name}"))
+    yield PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+    with admin.connect() as c:
+        c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    admin.dispose()

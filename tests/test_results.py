@@ -6,19 +6,15 @@ import multiprocessing as mp
 import os
 import shutil
 import subprocess
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import create_engine, text
-
 from avbench.cli import main
 from avbench.errors import DataError
 from avbench.results import leaderboard as lb
 from avbench.results.reported import load_reported
 from avbench.results.store import KEY_FIELDS, Store, StoreError
 
-PG_ADMIN = os.environ.get("AVBENCH_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 def make_row(method="avca", dataset="ucf", seed=0, HM=50.0, features="main", protocol="avca2022",
@@ -36,20 +32,10 @@ def make_row(method="avca", dataset="ucf", seed=0, HM=50.0, features="main", pro
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path):
+def db_url(request, tmp_path, pg_schema):
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'results.db'}"
-        return
-    schema = f"avbench_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN)
-    with admin.begin() as c:
-        c.execute(text(f"CREATE SCHEMA {schema}"))
-    try:
-        yield f"{PG_ADMIN}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as c:
-            c.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+        return f"sqlite:///{tmp_path / 'results.db'}"
+    return pg_schema()
 
 
 def test_writes_are_idempotent_on_the_key(db_url):

@@ -29,6 +29,7 @@ from pathlib import Path
 from avbench.errors import ConfigError
 
 OBJECTIVE = "best_val_hm"
+MLFLOW_LOCK_KEY = 0x6D6C666C  # PostgreSQL advisory lock serialising MLflow schema creation
 
 
 @dataclass
@@ -87,16 +88,18 @@ def trial_resources(cpus_per_trial: float, gpus_per_trial: float, cuda: bool) ->
 
 # --------------------------------------------------------------------------- trial (runs in a Ray worker)
 def run_trial(config: dict) -> None:
+    import ray
     import torch
     from ray import tune
 
-    from avbench.data.registry import load_benchmark
     from avbench.protocol.run import run_protocol
+    from avbench.search.cluster import node_benchmark
 
     ctx = config["avbench"]
     params = {k: v for k, v in config.items() if k != "avbench"}
     torch.set_num_threads(max(1, int(ctx["threads"])))
-    bench = load_benchmark(ctx["dataset"], ctx["home"])
+    bench, _ = node_benchmark(ctx["dataset"], ctx["home"])
+    node = ray.get_runtime_context().get_node_id()
     if bench.fingerprint != ctx["fingerprint"]:
         raise ConfigError(
             f"dataset {ctx['dataset']} on this node has fingerprint {bench.fingerprint}, the sweep uses "
@@ -121,6 +124,7 @@ def run_trial(config: dict) -> None:
                 "lr": rec.lr,
                 "epoch": rec.epoch,
                 "train_seconds": busy,  # time in this epoch's training + validation (for overhead figures)
+                "node_id": node,
             }
         )
 
@@ -141,11 +145,11 @@ def run_final(ctx: dict, params: dict, seed: int) -> dict:
     """Full protocol for one seed (a Ray task); returns RunResult as a dict."""
     import torch
 
-    from avbench.data.registry import load_benchmark
     from avbench.protocol.run import run_protocol
+    from avbench.search.cluster import node_benchmark
 
     torch.set_num_threads(max(1, int(ctx["threads"])))
-    bench = load_benchmark(ctx["dataset"], ctx["home"])
+    bench, _ = node_benchmark(ctx["dataset"], ctx["home"])
     if bench.fingerprint != ctx["fingerprint"]:
         raise ConfigError(f"dataset {ctx['dataset']}: fingerprint {bench.fingerprint} != {ctx['fingerprint']}")
     r = run_protocol(
@@ -167,9 +171,16 @@ class Tracker:
     def __init__(self, uri: str, sweep: str, tags: dict):
         from mlflow.tracking import MlflowClient
 
-        self.client = MlflowClient(tracking_uri=uri)
-        exp = self.client.get_experiment_by_name("avbench")
-        self.exp_id = exp.experiment_id if exp else self.client.create_experiment("avbench")
+        with _tracking_init_lock(uri):  # MLflow creates/migrates its tables on first use: one process at a time
+            self.client = MlflowClient(tracking_uri=uri)
+            exp = self.client.get_experiment_by_name("avbench")
+            if exp is None:
+                try:
+                    self.exp_id = self.client.create_experiment("avbench")
+                except Exception:  # created meanwhile by another sweep
+                    self.exp_id = self.client.get_experiment_by_name("avbench").experiment_id
+            else:
+                self.exp_id = exp.experiment_id
         found = self.client.search_runs(
             [self.exp_id], filter_string=f"tags.`avbench.sweep` = '{sweep}' and tags.`avbench.kind` = 'sweep'"
         )
@@ -209,6 +220,43 @@ class Tracker:
 
     def end(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)
+
+
+class _tracking_init_lock:
+    """Serialise MLflow's schema creation across processes (file lock for SQLite, advisory lock for PostgreSQL)."""
+
+    def __init__(self, uri: str):
+        self.uri, self.fh, self.conn = uri, None, None
+
+    def __enter__(self):
+        if self.uri.startswith("sqlite:///"):
+            import fcntl
+
+            path = Path(self.uri[len("sqlite:///"):]).expanduser()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.fh = open(str(path) + ".lock", "w")
+            fcntl.flock(self.fh, fcntl.LOCK_EX)
+        elif self.uri.startswith(("postgresql", "postgres")):
+            from sqlalchemy import create_engine, text
+
+            url = self.uri if "+" in self.uri.split("://")[0] else "postgresql+psycopg://" + self.uri.split("://", 1)[1]
+            self.engine = create_engine(url)
+            self.conn = self.engine.connect()
+            self.conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MLFLOW_LOCK_KEY})
+        return self
+
+    def __exit__(self, *exc):
+        if self.fh is not None:
+            import fcntl
+
+            fcntl.flock(self.fh, fcntl.LOCK_UN)
+            self.fh.close()
+        if self.conn is not None:
+            from sqlalchemy import text
+
+            self.conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MLFLOW_LOCK_KEY})
+            self.conn.close()
+            self.engine.dispose()
 
 
 def _callback(tracker: Tracker, view: "LiveView"):
@@ -301,9 +349,12 @@ def _optuna_storage(url: str | None, default_path: Path):
     import optuna
 
     if url:
-        if url.startswith("postgresql://"):
+        if url.startswith(("postgresql://", "postgres://")):
             url = "postgresql+psycopg://" + url.split("://", 1)[1]
-        return optuna.storages.RDBStorage(url)
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+        except Exception as e:
+            raise ConfigError(f"--storage {url}: cannot open the Optuna storage ({str(e).splitlines()[0]})") from None
     from optuna.storages.journal import JournalFileBackend
 
     default_path.parent.mkdir(parents=True, exist_ok=True)
@@ -363,6 +414,11 @@ def sweep(spec: SweepSpec, console=None, live: bool = True, on_final=None) -> di
             ray.init(address=spec.address, **kw)
         else:
             ray.init(num_cpus=os.cpu_count(), num_gpus=torch.cuda.device_count() if cuda else 0, **kw)
+    nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
+    if len(nodes) > 1:  # a cluster: storage path and data must be the same everywhere
+        from avbench.search.cluster import check_cluster
+
+        check_cluster(dataset, str(home), bench.fingerprint, str(sweeps_dir))
     total_cpus = ray.cluster_resources().get("CPU", os.cpu_count() or 1)
     max_conc = spec.max_concurrent or max(1, int(total_cpus // max(spec.cpus_per_trial, 1e-9)))
 
@@ -438,6 +494,7 @@ def sweep(spec: SweepSpec, console=None, live: bool = True, on_final=None) -> di
         raise ConfigError(f"sweep {name}: no trial finished (see {exp_path})")
     params = {k: v for k, v in best.config.items() if k != "avbench"}
     trials_done = sum(1 for r in grid if r.metrics)
+    trial_nodes = sorted({r.metrics.get("node_id") for r in grid if r.metrics and r.metrics.get("node_id")})
     busy = 0.0
     for r in grid:
         df = r.metrics_dataframe
@@ -488,6 +545,8 @@ def sweep(spec: SweepSpec, console=None, live: bool = True, on_final=None) -> di
         "wall_seconds": time.time() - t_start,
         "busy_seconds": busy,  # inside trial and final training/validation
         "slots": max_conc,
+        "nodes": nodes,
+        "trial_nodes": trial_nodes,  # nodes that ran the last epoch of some trial
         "final_seconds": final_s,
         "tracking_uri": tracking,
         "parent_run_id": tracker.parent,

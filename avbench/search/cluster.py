@@ -1,0 +1,87 @@
+"""Checks that a multi-node Ray cluster can run an avbench sweep, made at start-up.
+
+What must be shared between the nodes, and how it is checked:
+
+- the Ray Tune storage path (``<home>/sweeps``, or ``--home`` on a shared
+  filesystem): each node writes a marker file there and the driver must see all
+  of them;
+- the dataset: each node loads it from the driver's data home when that path
+  exists on the node, else from its own data home (``$AVBENCH_HOME`` or
+  ``~/.avbench`` of the node); its fingerprint must equal the driver's;
+- the databases (Optuna ``--storage``, results ``--db``, MLflow
+  ``--tracking-uri``): only the driver uses them, but a driver restarted on
+  another machine must find them, so clusters use PostgreSQL URLs or an MLflow
+  tracking server.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from pathlib import Path
+
+from avbench.errors import ConfigError, DataError
+
+
+def node_benchmark(dataset: str, driver_home: str):
+    """The benchmark as this node sees it (driver's home if present here, else the node's own)."""
+    from avbench.data.registry import dataset_path, load_benchmark
+
+    if dataset == "synthetic" or dataset_path(dataset, driver_home).is_file():
+        return load_benchmark(dataset, driver_home), driver_home
+    own = os.environ.get("AVBENCH_HOME") or "~/.avbench"
+    return load_benchmark(dataset, own), own
+
+
+def _probe(dataset: str, driver_home: str, storage: str, token: str) -> dict:
+    import ray
+
+    out = {"node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname()}
+    try:
+        b, home = node_benchmark(dataset, driver_home)
+        out["fingerprint"], out["home"] = b.fingerprint, home
+    except Exception as e:  # reported by the driver, naming the node
+        out["data_error"] = str(e)
+    try:
+        Path(storage).mkdir(parents=True, exist_ok=True)
+        (Path(storage) / f".avbench-probe-{token}-{out['node']}").write_text(out["host"])
+    except OSError as e:
+        out["storage_error"] = str(e)
+    return out
+
+
+def check_cluster(dataset: str, driver_home: str, fingerprint: str, storage: str) -> list[str]:
+    """Probe every alive node; raise a one-line error naming the first node at fault."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
+    token = uuid.uuid4().hex[:8]
+    probe = ray.remote(num_cpus=0)(_probe)
+    refs = [
+        probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(
+            dataset, driver_home, storage, token
+        )
+        for n in nodes
+    ]
+    results = ray.get(refs, timeout=300)
+    for r in results:
+        where = f"node {r['node'][:12]} ({r['host']})"
+        if "data_error" in r:
+            raise DataError(f"{where}: cannot load dataset {dataset!r}: {r['data_error']}")
+        if r["fingerprint"] != fingerprint:
+            raise DataError(
+                f"{where}: dataset {dataset!r} in {r['home']} has fingerprint {r['fingerprint']}, the driver's has "
+                f"{fingerprint}; import the same data on every node or put --home on a shared filesystem"
+            )
+        if "storage_error" in r:
+            raise ConfigError(f"{where}: cannot write the sweep storage path {storage}: {r['storage_error']}")
+        marker = Path(storage) / f".avbench-probe-{token}-{r['node']}"
+        if not marker.exists():
+            raise ConfigError(
+                f"{where}: the sweep storage path {storage} is not shared with the driver (a file written there "
+                "is not visible here); put --home on a filesystem every node mounts at the same path"
+            )
+        marker.unlink()
+    return [r["node"] for r in results]
