@@ -111,3 +111,14 @@ def _synthetic_fingerprint():
     from avbench.data.synthetic import synthetic_benchmark
 
     return synthetic_benchmark().fingerprint
+
+
+def test_the_ray_up_config_in_the_repository():
+    import yaml
+
+    cfg = yaml.safe_load((REPO / "cluster" / "ray-onprem.yaml").read_text())
+    assert cfg["provider"]["type"] == "local" and cfg["provider"]["worker_ips"]
+    assert any("ray start --head" in c for c in cfg["head_start_ray_commands"])
+    assert any("ray start --address" in c for c in cfg["worker_start_ray_commands"])
+    assert all("AVBENCH_HOME=" in c for c in cfg["head_start_ray_commands"] + cfg["worker_start_ray_commands"]
+               if "ray start" in c)
