@@ -407,6 +407,19 @@ def sweep(spec: SweepSpec, console=None, live: bool = True, on_final=None) -> di
     exp_path = sweeps_dir / name
     store = Store(spec.db, home)  # fail early if the store is unreachable
 
+    tags = {
+        "avbench.method": spec.method,
+        "avbench.dataset": dataset,
+        "avbench.protocol": spec.protocol,
+        "avbench.data_fingerprint": bench.fingerprint,
+        "avbench.git_revision": git_revision() or "unknown",
+    }
+    tracking = spec.tracking_uri or f"sqlite:///{home / 'mlflow.db'}"
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=1)
+    tracker_init = pool.submit(Tracker, tracking, name, tags)
+
     started_ray = not ray.is_initialized()
     if started_ray:
         kw = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
@@ -435,15 +448,8 @@ def sweep(spec: SweepSpec, console=None, live: bool = True, on_final=None) -> di
         "threads": max(1, int(spec.cpus_per_trial)),
         "epochs": epochs,
     }
-    tags = {
-        "avbench.method": spec.method,
-        "avbench.dataset": dataset,
-        "avbench.protocol": spec.protocol,
-        "avbench.data_fingerprint": bench.fingerprint,
-        "avbench.git_revision": git_revision() or "unknown",
-    }
-    tracking = spec.tracking_uri or f"sqlite:///{home / 'mlflow.db'}"
-    tracker = Tracker(tracking, name, tags)
+    tracker = tracker_init.result()  # MLflow was set up while Ray started
+    pool.shutdown()
     view = LiveView(spec.trials, console=console, enabled=live)
 
     trainable = tune.with_resources(run_trial, resources)
