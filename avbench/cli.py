@@ -280,7 +280,8 @@ def cmd_import(args) -> int:
 
     err = _console(stderr=True)
     with err.status(f"reading {args.dataset} ({args.features}) from {args.root}") as status:
-        bench = import_layout(args.root, args.dataset, args.features, progress=lambda s: status.update(f"read {s}"))
+        bench = import_layout(args.root, args.dataset, args.features, progress=lambda s: status.update(f"read {s}"),
+                              max_len=args.max_len)
         path = bench.save(dataset_path(f"{args.dataset}-{args.features}", args.home))
     s = bench.summary()
     _console().print(
@@ -322,6 +323,7 @@ def cmd_methods(args) -> int:
 
 # ---------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    from avbench.data.layout import FEATURES
     from avbench.protocol.presets import DEFAULT_PRESET, PRESETS
 
     p = argparse.ArgumentParser(prog="avbench", description="Audio-visual GZSL benchmark platform")
@@ -354,7 +356,11 @@ def build_parser() -> argparse.ArgumentParser:
     i = dsub.add_parser("import", parents=[home], help="import a directory in the public AVCA-GZSL layout")
     i.add_argument("--root", required=True, help="folder holding UCF/, ActivityNet/, VGGSound/ (or one of them)")
     i.add_argument("--dataset", required=True, choices=["ucf", "activitynet", "vggsound"])
-    i.add_argument("--features", default="main", choices=["main", "cls"])
+    i.add_argument("--features", default="main", choices=list(FEATURES),
+                   help="main | cls (averaged) | temporal-main | temporal-cls (per-second sequences, TCAF)")
+    i.add_argument("--max-len", type=int, default=None,
+                   help="temporal only: centre-crop longer sequences to this many steps (default: 300 for "
+                        "ActivityNet, none otherwise)")
     i.set_defaults(func=cmd_import)
 
     ds = sub.add_parser("datasets", parents=[home], help="list datasets")

@@ -50,13 +50,20 @@ TEXT_ORDERS = ("by-name", "legacy")
 
 @dataclass(frozen=True)
 class Split:
-    """The videos of one split: features, global class labels and video ids."""
+    """The videos of one split: features, global class labels and video ids.
+
+    Averaged features are [N, D]. Temporal features (per-second sequences) are
+    [N, T, D], zero-padded, with the number of valid steps in ``audio_len`` /
+    ``video_len`` [N].
+    """
 
     name: str
     audio: np.ndarray
     video: np.ndarray
     labels: np.ndarray
     video_ids: np.ndarray
+    audio_len: np.ndarray | None = None
+    video_len: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -64,6 +71,22 @@ class Split:
     @property
     def classes(self) -> np.ndarray:
         return np.unique(self.labels)
+
+    @property
+    def temporal(self) -> bool:
+        return self.audio.ndim == 3
+
+    def averaged(self) -> "Split":
+        """Mean over the valid time steps (a temporal split as averaged features)."""
+        if not self.temporal:
+            return self
+
+        def mean(x, n):
+            steps = np.arange(x.shape[1])[None, :, None] < n[:, None, None]
+            return (x * steps).sum(1) / np.maximum(n, 1)[:, None]
+
+        return Split(self.name, mean(self.audio, self.audio_len).astype(np.float32),
+                     mean(self.video, self.video_len).astype(np.float32), self.labels, self.video_ids)
 
 
 def fingerprint_of(class_names, embeddings, legacy, splits: Mapping[str, Split]) -> str:
@@ -79,16 +102,22 @@ def fingerprint_of(class_names, embeddings, legacy, splits: Mapping[str, Split])
         h.update(np.ascontiguousarray(s.video, dtype=np.float32).tobytes())
         h.update(np.ascontiguousarray(s.labels, dtype=np.int64).tobytes())
         h.update("\n".join(map(str, s.video_ids)).encode())
+        for lens in (s.audio_len, s.video_len):
+            if lens is not None:
+                h.update(np.ascontiguousarray(lens, dtype=np.int64).tobytes())
     return h.hexdigest()[:16]
 
 
 def concat_splits(name: str, parts: list[Split]) -> Split:
+    temporal = parts[0].temporal
     return Split(
         name=name,
         audio=np.concatenate([p.audio for p in parts]),
         video=np.concatenate([p.video for p in parts]),
         labels=np.concatenate([p.labels for p in parts]),
         video_ids=np.concatenate([np.asarray(p.video_ids) for p in parts]),
+        audio_len=np.concatenate([p.audio_len for p in parts]) if temporal else None,
+        video_len=np.concatenate([p.video_len for p in parts]) if temporal else None,
     )
 
 
@@ -111,6 +140,7 @@ class Benchmark:
         fingerprint: str,
         loader: Callable[[str], Split],
         source: str = "",
+        temporal: bool = False,
     ):
         self.name = name
         self.dataset = dataset
@@ -124,6 +154,7 @@ class Benchmark:
         self.fingerprint = fingerprint
         self.source = source
         self._loader = loader
+        self.temporal = bool(temporal)  # per-second sequences [N, T, D] instead of averaged [N, D]
         self.loaded: list[str] = []  # which splits were read, in order (for audits)
         self.budget: dict = {}  # protocol settings this benchmark suggests (e.g. a small epoch budget)
 
@@ -156,6 +187,7 @@ class Benchmark:
             "audio_dim": self.audio_dim,
             "video_dim": self.video_dim,
             "text_dim": self.text_dim,
+            "temporal": self.temporal,
             "fingerprint": self.fingerprint,
             **{f"{k}": f"{len(self.split_classes[k])} / {self.split_sizes[k]}" for k in SPLITS},
         }
@@ -196,11 +228,12 @@ class Benchmark:
             legacy_embeddings=legacy,
             split_classes=split_classes,
             split_sizes=split_sizes,
-            audio_dim=first.audio.shape[1],
-            video_dim=first.video.shape[1],
+            audio_dim=first.audio.shape[-1],
+            video_dim=first.video.shape[-1],
             fingerprint=fp,
             loader=held.__getitem__,
             source=source,
+            temporal=first.temporal,
         )
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -223,6 +256,7 @@ class Benchmark:
                     audio_dim=self.audio_dim,
                     video_dim=self.video_dim,
                     source=self.source,
+                    temporal=int(self.temporal),
                 )
                 g = f.create_group("classes")
                 g.create_dataset("names", data=np.array(self.class_names, dtype=object), dtype=str_dt)
@@ -236,6 +270,9 @@ class Benchmark:
                     d.create_dataset("video", data=np.ascontiguousarray(s.video, dtype=np.float32))
                     d.create_dataset("labels", data=np.asarray(s.labels, dtype=np.int64))
                     d.create_dataset("video_ids", data=np.array(list(map(str, s.video_ids)), dtype=object), dtype=str_dt)
+                    if s.temporal:
+                        d.create_dataset("audio_len", data=np.asarray(s.audio_len, dtype=np.int64))
+                        d.create_dataset("video_len", data=np.asarray(s.video_len, dtype=np.int64))
                     d.attrs["classes"] = self.split_classes[name]
             os.replace(tmp, path)
         except BaseException:
@@ -278,6 +315,8 @@ class Benchmark:
                     video=g["video"][()],
                     labels=g["labels"][()],
                     video_ids=g["video_ids"].asstr()[()],
+                    audio_len=g["audio_len"][()] if "audio_len" in g else None,
+                    video_len=g["video_len"][()] if "video_len" in g else None,
                 )
 
         return cls(
@@ -294,4 +333,5 @@ class Benchmark:
             fingerprint=str(a["fingerprint"]),
             loader=load,
             source=str(a.get("source", "")),
+            temporal=bool(int(a.get("temporal", 0))),
         )

@@ -48,7 +48,16 @@ DATASETS = {
     "activitynet": DatasetInfo("activitynet", "ActivityNet", "activitynet", "activity", True, "ActivityNet-GZSL"),
     "vggsound": DatasetInfo("vggsound", "VGGSound", "vggsound", "vggsound", False, "VGGSound-GZSL"),
 }
-FEATURES = {"main": ("main_features", "main_split"), "cls": ("cls_features", "cls_split")}
+FEATURES = {
+    "main": ("main_features", "main_split"),
+    "cls": ("cls_features", "cls_split"),
+    # per-second sequences (TCAF): <Class>.pkl = {'features': [T_i x D arrays], 'video_names': [...], 'fps'}
+    "temporal-main": ("main_features_non_averaged", "main_split"),
+    "temporal-cls": ("cls_features_non_averaged", "cls_split"),
+}
+# Sequences longer than this are centre-cropped at import (TCAF crops ActivityNet's long
+# videos to 300 steps at test time; UCF and VGGSound clips are kept whole, padded to the longest).
+DEFAULT_MAX_LEN = {"activitynet": 300}
 
 # Splits whose videos must not overlap (stage_2_train is their union and is derived).
 DISJOINT = STORED_SPLITS
@@ -224,7 +233,52 @@ def check_class_roles(listed: dict[str, list[int]], class_names, split_dir: Path
         )
 
 
-def import_layout(root: str | os.PathLike, dataset: str, features: str = "main", progress=None) -> Benchmark:
+def _read_pkl(path: Path) -> tuple[list[np.ndarray], np.ndarray]:
+    """A temporal class file: a list of [T_i, D] sequences and their video names."""
+    import pickle
+
+    try:
+        with open(path, "rb") as fh:
+            d = pickle.load(fh)
+    except Exception as e:
+        raise DataError(f"{path}: not a readable pickle ({e})") from None
+    if not isinstance(d, dict):
+        raise DataError(f"{path}: expected a dict with 'features' and 'video_names', got {type(d).__name__}")
+    for key in ("features", "video_names"):
+        if key not in d:
+            raise DataError(f"{path}: no field {key!r} (expected 'features' and 'video_names')")
+    seqs = [np.asarray(x, dtype=np.float32) for x in d["features"]]
+    urls = np.array([u.decode() if isinstance(u, bytes) else str(u) for u in d["video_names"]])
+    if len(urls) != len(seqs):
+        raise DataError(f"{path}: 'video_names' has {len(urls)} entries but 'features' has {len(seqs)} sequences")
+    if not seqs:
+        raise DataError(f"{path}: empty class (0 videos)")
+    for i, x in enumerate(seqs):
+        if x.ndim != 2 or x.shape[0] == 0:
+            raise DataError(f"{path}: field 'features'[{i}] (video '{urls[i]}') has shape {x.shape}, expected [T>0, D]")
+        if x.shape[1] != seqs[0].shape[1]:
+            raise DataError(f"{path}: field 'features'[{i}] is {x.shape[1]}-d but [0] is {seqs[0].shape[1]}-d")
+        if not np.all(np.isfinite(x)):
+            raise DataError(f"{path}: field 'features'[{i}] (video '{urls[i]}') has NaN/inf values")
+    return seqs, urls
+
+
+def pad_sequences(seqs: list[np.ndarray], length: int) -> tuple[np.ndarray, np.ndarray]:
+    """[N, length, D] zero-padded at the end (longer ones centre-cropped) and the valid lengths."""
+    out = np.zeros((len(seqs), length, seqs[0].shape[1]), dtype=np.float32)
+    lens = np.zeros(len(seqs), dtype=np.int64)
+    for i, x in enumerate(seqs):
+        if len(x) > length:
+            start = (len(x) - length) // 2
+            x = x[start : start + length]
+        out[i, : len(x)] = x
+        lens[i] = len(x)
+    return out, lens
+
+
+def import_layout(
+    root: str | os.PathLike, dataset: str, features: str = "main", progress=None, max_len: int | None = None
+) -> Benchmark:
     """Read and validate one dataset variant; return it as an in-memory Benchmark."""
     if dataset not in DATASETS:
         raise DataError(f"dataset {dataset!r}: expected one of {', '.join(DATASETS)}")
@@ -232,6 +286,12 @@ def import_layout(root: str | os.PathLike, dataset: str, features: str = "main",
         raise DataError(f"features {features!r}: expected one of {', '.join(FEATURES)}")
     info = DATASETS[dataset]
     feat_dir, split_dir_name = FEATURES[features]
+    temporal = features.startswith("temporal-")
+    ext = ".pkl" if temporal else ".h5"
+    if max_len is None:
+        max_len = DEFAULT_MAX_LEN.get(dataset)
+    if max_len is not None and int(max_len) < 1:
+        raise DataError(f"--max-len {max_len}: expected a positive number of steps")
     base = dataset_root(Path(root), info)
     _listing.cache_clear()
     fold = str.lower if info.case_insensitive else (lambda s: s)
@@ -256,8 +316,8 @@ def import_layout(root: str | os.PathLike, dataset: str, features: str = "main",
     by_name, legacy = build_embedding_matrices(class_names, name_map, emb, fold, csv_path, emb_path)
 
     widths: dict[str, tuple[int, Path]] = {}
-    splits: dict[str, Split] = {}
-    owner: dict[str, str] = {}
+    splits: dict = {}
+    owner: dict[str, tuple] = {}
     for name in STORED_SPLITS:
         parts = {"audio": [], "video": [], "labels": [], "ids": []}
         for c in sorted(set(listed[name])):
@@ -266,12 +326,14 @@ def import_layout(root: str | os.PathLike, dataset: str, features: str = "main",
                 folder = base / "features" / feat_dir / modality / name
                 if not folder.is_dir():
                     raise DataError(f"{folder}: missing feature folder")
-                path = _class_file(folder, class_names[c], fold)
-                data, urls = _read_h5(path)
-                w = widths.setdefault(modality, (data.shape[1], path))
-                if data.shape[1] != w[0]:
+                path = _class_file(folder, class_names[c], fold, ext)
+                data, urls = _read_pkl(path) if temporal else _read_h5(path)
+                width = data[0].shape[1] if temporal else data.shape[1]
+                w = widths.setdefault(modality, (width, path))
+                if width != w[0]:
+                    field = "features" if temporal else "data"
                     raise DataError(
-                        f"{path}: field 'data' is {data.shape[1]}-d but {w[1]} is {w[0]}-d ({modality} widths must agree)"
+                        f"{path}: field '{field}' is {width}-d but {w[1]} is {w[0]}-d ({modality} widths must agree)"
                     )
                 per_mod[modality] = (data, urls, path)
             (a, ua, pa), (v, uv, pv) = per_mod["audio"], per_mod["video"]
@@ -284,7 +346,7 @@ def import_layout(root: str | os.PathLike, dataset: str, features: str = "main",
                 raise DataError(f"{pa}: field 'video_urls' lists a video twice")
             if not np.array_equal(ua, uv):  # same videos, other order: align video to audio
                 pos = {u: i for i, u in enumerate(uv)}
-                v = v[[pos[u] for u in ua]]
+                v = [v[pos[u]] for u in ua] if temporal else v[[pos[u] for u in ua]]
             for u in ua:
                 prev = owner.setdefault(str(u), (name, c))
                 if prev[0] != name:
@@ -293,19 +355,32 @@ def import_layout(root: str | os.PathLike, dataset: str, features: str = "main",
                     raise DataError(
                         f"{pa}: video '{u}' is also listed for class {class_names[prev[1]]!r} in {name}"
                     )
-            parts["audio"].append(a)
-            parts["video"].append(v)
+            if temporal:
+                parts["audio"] += a
+                parts["video"] += v
+            else:
+                parts["audio"].append(a)
+                parts["video"].append(v)
             parts["labels"].append(np.full(len(ua), c, dtype=np.int64))
             parts["ids"].append(ua)
-        splits[name] = Split(
-            name=name,
-            audio=np.concatenate(parts["audio"]),
-            video=np.concatenate(parts["video"]),
-            labels=np.concatenate(parts["labels"]),
-            video_ids=np.concatenate(parts["ids"]),
-        )
+        splits[name] = parts
         if progress is not None:
             progress(name)
+
+    if temporal:  # one length per modality for all splits: the longest sequence, capped by max_len
+        T = {m: max(len(x) for p in splits.values() for x in p[m]) for m in ("audio", "video")}
+        if max_len is not None:
+            T = {m: min(t, int(max_len)) for m, t in T.items()}
+    for name, p in list(splits.items()):
+        kw = {}
+        if temporal:
+            (audio, kw["audio_len"]), (video, kw["video_len"]) = (pad_sequences(p[m], T[m]) for m in ("audio", "video"))
+        else:
+            audio, video = np.concatenate(p["audio"]), np.concatenate(p["video"])
+        splits[name] = Split(
+            name=name, audio=audio, video=video, labels=np.concatenate(p["labels"]),
+            video_ids=np.concatenate(p["ids"]), **kw
+        )
 
     return Benchmark.from_splits(
         name=f"{dataset}-{features}",
@@ -320,16 +395,16 @@ def import_layout(root: str | os.PathLike, dataset: str, features: str = "main",
 
 
 @functools.lru_cache(maxsize=64)
-def _listing(folder: Path, folded: bool) -> dict[str, Path]:
-    return {(p.stem.lower() if folded else p.stem): p for p in sorted(folder.glob("*.h5"))}
+def _listing(folder: Path, folded: bool, ext: str) -> dict[str, Path]:
+    return {(p.stem.lower() if folded else p.stem): p for p in sorted(folder.glob(f"*{ext}"))}
 
 
-def _class_file(folder: Path, class_name: str, fold) -> Path:
-    path = folder / f"{class_name}.h5"
+def _class_file(folder: Path, class_name: str, fold, ext: str = ".h5") -> Path:
+    path = folder / f"{class_name}{ext}"
     if path.is_file():
         return path
     folded = fold("A") == "a"
-    hit = _listing(folder, folded).get(fold(class_name))
+    hit = _listing(folder, folded, ext).get(fold(class_name))
     if hit is not None:
         return hit
     raise DataError(f"{path}: missing class file (class {class_name!r} is listed for this split)")

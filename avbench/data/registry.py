@@ -15,7 +15,11 @@ from avbench.data.benchmark import Benchmark
 from avbench.data.layout import DATASETS, FEATURES
 from avbench.errors import DataError
 
-BUILTIN = {"synthetic": "built-in synthetic benchmark shaped like UCF-GZSL (30/12/9 classes)"}
+BUILTIN = {
+    "synthetic": "built-in synthetic benchmark shaped like UCF-GZSL (30/12/9 classes), averaged 512-d features",
+    "synthetic-clipclap": "the same class structure with CLIP/CLAP shapes (video 512, audio 1024, text 1536)",
+    "synthetic-temporal": "the same class structure with per-second feature sequences (3-8 steps)",
+}
 
 
 def avbench_home(override: str | os.PathLike | None = None) -> Path:
@@ -30,7 +34,7 @@ def canonical_name(name: str) -> str:
         return key
     if key in DATASETS:
         return f"{key}-main"
-    ds, _, feat = key.rpartition("-")
+    ds, _, feat = key.partition("-")  # features may hold a hyphen: ucf-temporal-main
     if ds in DATASETS and feat in FEATURES:
         return key
     known = ", ".join(list(BUILTIN) + [f"{d}[-{'|'.join(FEATURES)}]" for d in DATASETS])
@@ -43,13 +47,13 @@ def dataset_path(name: str, home: str | os.PathLike | None = None) -> Path:
 
 def load_benchmark(name: str, home: str | os.PathLike | None = None) -> Benchmark:
     key = canonical_name(name)
-    if key == "synthetic":
+    if key in BUILTIN:
         from avbench.data.synthetic import synthetic_benchmark
 
-        return synthetic_benchmark()
+        return synthetic_benchmark(variant=key)
     path = dataset_path(key, home)
     if not path.is_file():
-        ds, _, feat = key.rpartition("-")
+        ds, _, feat = key.partition("-")
         raise DataError(
             f"dataset {key!r} is not imported (no {path}); run: avbench data import --root DIR --dataset {ds} --features {feat}"
         )

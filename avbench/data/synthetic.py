@@ -20,6 +20,7 @@ folder layout, so tests can run ``avbench data import`` end to end.
 from __future__ import annotations
 
 import csv
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,10 @@ class SyntheticSpec:
     class_noise: float = 0.3
     video_noise: float = 0.8
     seed: int = 1234
+    # temporal variant: each video is a sequence of T ~ U[lo, hi] per-second features
+    # (zero-padded to hi), each step drawn around the video's own latent point
+    temporal_len: tuple[int, int] | None = None
+    step_noise: float = 0.5
     class_names: list[str] | None = field(default=None, compare=False)
 
     @property
@@ -81,14 +86,28 @@ def generate(spec: SyntheticSpec = SyntheticSpec()) -> dict:
     val_unseen = np.arange(spec.n_seen, spec.n_seen + spec.n_val_unseen)
     test_unseen = np.arange(spec.n_seen + spec.n_val_unseen, C)
 
+    def sequences(f, centre: np.ndarray, lens: np.ndarray) -> np.ndarray:
+        T = spec.temporal_len[1]
+        steps = centre[:, None, :] + rng.standard_normal((len(centre), T, spec.latent_dim)) * spec.step_noise
+        x = f(steps.reshape(-1, spec.latent_dim)).reshape(len(centre), T, -1)
+        x[np.arange(T)[None, :] >= lens[:, None]] = 0.0
+        return x.astype(np.float32)
+
     def videos(classes: np.ndarray, per_class: int, tag: str):
         labels = np.repeat(classes, per_class)
         eps_a = rng.standard_normal((labels.size, spec.latent_dim)) * spec.video_noise
         eps_v = rng.standard_normal((labels.size, spec.latent_dim)) * spec.video_noise
+        ids = np.array([f"v_{names[c]}_{tag}{i:04d}" for c, i in zip(labels, np.tile(np.arange(per_class), classes.size))])
+        if spec.temporal_len:
+            lo, hi = spec.temporal_len
+            a_len = rng.integers(lo, hi + 1, labels.size)
+            v_len = rng.integers(lo, hi + 1, labels.size)
+            audio = sequences(f_a, z[labels] + delta_a[labels] + eps_a, a_len)
+            video = sequences(f_v, z[labels] + delta_v[labels] + eps_v, v_len)
+            return audio, video, labels.astype(np.int64), ids, a_len, v_len
         audio = f_a(z[labels] + delta_a[labels] + eps_a).astype(np.float32)
         video = f_v(z[labels] + delta_v[labels] + eps_v).astype(np.float32)
-        ids = np.array([f"v_{names[c]}_{tag}{i:04d}" for c, i in zip(labels, np.tile(np.arange(per_class), classes.size))])
-        return audio, video, labels.astype(np.int64), ids
+        return audio, video, labels.astype(np.int64), ids, None, None
 
     parts = {
         "stage_1_train": [videos(seen, spec.train_per_class, "tr")],
@@ -102,8 +121,16 @@ def generate(spec: SyntheticSpec = SyntheticSpec()) -> dict:
     }
     splits = {}
     for name in STORED_SPLITS:
-        a, v, y, ids = (np.concatenate(x) for x in zip(*parts[name]))
-        splits[name] = Split(name=name, audio=a, video=v, labels=y, video_ids=ids)
+        a, v, y, ids, al, vl = zip(*parts[name])
+        splits[name] = Split(
+            name=name,
+            audio=np.concatenate(a),
+            video=np.concatenate(v),
+            labels=np.concatenate(y),
+            video_ids=np.concatenate(ids),
+            audio_len=np.concatenate(al) if spec.temporal_len else None,
+            video_len=np.concatenate(vl) if spec.temporal_len else None,
+        )
     return {"class_names": names, "embeddings": text, "splits": splits}
 
 
@@ -112,12 +139,26 @@ def generate(spec: SyntheticSpec = SyntheticSpec()) -> dict:
 SYNTHETIC_BUDGET = {"epochs": 10, "batches_per_epoch": 100}
 
 
-def synthetic_benchmark(spec: SyntheticSpec = SyntheticSpec()) -> Benchmark:
+# Built-in variants: the main (averaged) shape, the CLIP/CLAP shape and per-second sequences.
+VARIANTS = {
+    "synthetic": ("main", SyntheticSpec()),
+    "synthetic-clipclap": ("clipclap", SyntheticSpec(audio_dim=1024, video_dim=512, text_dim=1536)),
+    "synthetic-temporal": (
+        "temporal-main",
+        SyntheticSpec(train_per_class=50, val_seen_per_class=8, val_unseen_per_class=60, test_seen_per_class=10,
+                      test_unseen_per_class=60, temporal_len=(3, 8)),
+    ),
+}
+
+
+def synthetic_benchmark(spec: SyntheticSpec | None = None, variant: str = "synthetic") -> Benchmark:
+    features, default = VARIANTS[variant]
+    spec = spec or default
     g = generate(spec)
     bench = Benchmark.from_splits(
-        name="synthetic",
+        name=variant,
         dataset="synthetic",
-        features="main",
+        features=features,
         class_names=g["class_names"],
         embeddings=g["embeddings"],
         legacy_embeddings=None,
@@ -172,11 +213,16 @@ def write_avca_layout(
         (split_dir / f"{name}.txt").write_text("\n".join(listed) + "\n")
     for name in STORED_SPLITS:
         s = g["splits"][name]
-        for modality, x in (("audio", s.audio), ("video", s.video)):
+        for modality, x, lens in (("audio", s.audio, s.audio_len), ("video", s.video, s.video_len)):
             d = feat / modality / name
             d.mkdir(parents=True, exist_ok=True)
             for c in np.unique(s.labels):
                 m = s.labels == c
+                if s.temporal:  # the TCAF layout: a pickle of variable-length sequences per class
+                    seqs = [x[i, : lens[i]] for i in np.flatnonzero(m)]
+                    with open(d / f"{names[c]}.pkl", "wb") as fh:
+                        pickle.dump({"features": seqs, "video_names": list(s.video_ids[m]), "fps": 25}, fh)
+                    continue
                 with h5py.File(d / f"{names[c]}.h5", "w") as f:
                     f.create_dataset("data", data=x[m])
                     f.create_dataset("video_urls", data=np.array([i.encode() for i in s.video_ids[m]], dtype="S80"))

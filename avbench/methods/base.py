@@ -37,6 +37,12 @@ class Batch:
     # is row neg_index[i] of the positives; a method may then reuse the positives'
     # forward pass instead of encoding the negatives again.
     neg_index: torch.Tensor | None = None
+    # Temporal features only (methods with inputs = "temporal"): audio/video are
+    # [B, T, D] zero-padded and these hold the valid steps of each row.
+    audio_len: torch.Tensor | None = None
+    video_len: torch.Tensor | None = None
+    neg_audio_len: torch.Tensor | None = None
+    neg_video_len: torch.Tensor | None = None
 
 
 @dataclass
@@ -62,6 +68,10 @@ class Method(nn.Module):
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     paper: ClassVar[str] = ""
+    # "averaged": [N, D] features (a temporal benchmark is averaged over time for it);
+    # "temporal": [N, T, D] sequences with lengths (needs a temporal benchmark), and
+    # distances() then also receives audio_len= and video_len=.
+    inputs: ClassVar[str] = "averaged"
 
     @classmethod
     def defaults(cls, dataset: str, features: str) -> dict:

@@ -31,13 +31,14 @@ from avbench.protocol.trainer import EpochRecord, EvalSet, TrainSet, evaluate, t
 class SplitAccess:
     """A view of a benchmark that hands out only the allowed splits."""
 
-    def __init__(self, benchmark: Benchmark, allowed: tuple[str, ...], phase: str):
-        self._b, self._allowed, self._phase = benchmark, allowed, phase
+    def __init__(self, benchmark: Benchmark, allowed: tuple[str, ...], phase: str, averaged: bool = False):
+        self._b, self._allowed, self._phase, self._averaged = benchmark, allowed, phase, averaged
 
     def split(self, name: str) -> Split:
         if name not in self._allowed:
             raise LeakError(f"{self._phase} asked for split {name!r}; it may read only {', '.join(self._allowed)}")
-        return self._b.split(name)
+        s = self._b.split(name)
+        return s.averaged() if self._averaged else s
 
 
 def resolve_config(method: str, dataset: str, features: str, overrides: dict | None = None) -> dict:
@@ -167,9 +168,16 @@ def run_protocol(
     # a benchmark may suggest a budget (the synthetic one is small); the user's settings win
     config = resolve_config(method, benchmark.dataset, benchmark.features, {**benchmark.budget, **(overrides or {})})
     cls = get_method(method)
+    if cls.inputs == "temporal" and not benchmark.temporal:
+        raise ConfigError(
+            f"method {cls.name} needs per-second (temporal) features; dataset {benchmark.name} has averaged ones "
+            f"(import with --features temporal-main or use synthetic-temporal)"
+        )
+    avg = benchmark.temporal and cls.inputs != "temporal"  # averaged-feature methods see the time average
     dev = pick_device(device)
     emb = benchmark.embeddings(text_order)
     dims = Dims(audio=benchmark.audio_dim, video=benchmark.video_dim, text=benchmark.text_dim)
+    tag = {"averaged": avg}
     betas = beta_grid(preset.beta_stop, preset.beta_num)
     common = dict(
         batches_per_epoch=int(config["batches_per_epoch"]),
@@ -182,7 +190,7 @@ def run_protocol(
     epochs = int(config["epochs"])
 
     # ---- stage 1: train, validate each epoch, choose epoch and β ------------
-    stage1_data = SplitAccess(benchmark, ("stage_1_train", "stage_1_val_seen", "stage_1_val_unseen"), "stage 1")
+    stage1_data = SplitAccess(benchmark, ("stage_1_train", "stage_1_val_seen", "stage_1_val_unseen"), "stage 1", **tag)
     tr = stage1_data.split("stage_1_train")
     train1 = TrainSet.build(tr, emb, dev)
     val = EvalSet.build(
@@ -236,7 +244,7 @@ def run_protocol(
         return result
 
     # ---- stage 2: retrain on train ∪ val, no validation, stage-1 LR schedule --
-    stage2_data = SplitAccess(benchmark, ("stage_2_train",), "stage 2 training")
+    stage2_data = SplitAccess(benchmark, ("stage_2_train",), "stage 2 training", **tag)
     train2 = TrainSet.build(stage2_data.split("stage_2_train"), emb, dev)
     torch.manual_seed(seed)
     model = cls(dims, config).to(dev)
@@ -254,7 +262,7 @@ def run_protocol(
     del train2
 
     # ---- test: read once, score with the stage-1 β ----------------------------
-    test_data = SplitAccess(benchmark, TEST_SPLITS, "final evaluation")
+    test_data = SplitAccess(benchmark, TEST_SPLITS, "final evaluation", **tag)
     test = EvalSet.build(test_data.split("stage_2_test_seen"), test_data.split("stage_2_test_unseen"), seen2, emb, dev)
     res = evaluate(model, test, torch.tensor([beta], dtype=torch.float64), chunk=int(config["eval_batch_size"]))
     curve = evaluate(model, test, betas, chunk=int(config["eval_batch_size"]))

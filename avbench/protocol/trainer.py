@@ -41,6 +41,8 @@ class TrainSet:
     text: torch.Tensor  # [C, E]
     members: torch.Tensor  # [C, max_n] row indices of each class (padded)
     counts: torch.Tensor  # [C]
+    audio_len: torch.Tensor | None = None  # temporal features only
+    video_len: torch.Tensor | None = None
 
     @classmethod
     def build(cls, split: Split, embeddings: np.ndarray, device: torch.device) -> "TrainSet":
@@ -59,7 +61,13 @@ class TrainSet:
             text=torch.as_tensor(embeddings[classes], device=device),
             members=torch.as_tensor(members),
             counts=torch.as_tensor(counts),
+            audio_len=_lens(split.audio_len, device),
+            video_len=_lens(split.video_len, device),
         )
+
+
+def _lens(x, device):
+    return None if x is None else torch.as_tensor(np.asarray(x), dtype=torch.long, device=device)
 
 
 class PairSampler:
@@ -125,6 +133,8 @@ class EvalSet:
     seen_classes: torch.Tensor
     unseen_classes: torch.Tensor
     text: torch.Tensor  # [K, E]
+    audio_len: torch.Tensor | None = None  # temporal features only
+    video_len: torch.Tensor | None = None
 
     @classmethod
     def build(
@@ -143,6 +153,10 @@ class EvalSet:
             seen_classes=torch.as_tensor(np.asarray(seen_classes), device=device),
             unseen_classes=torch.as_tensor(unseen_classes, device=device),
             text=torch.as_tensor(embeddings[search], device=device),
+            audio_len=None if not seen_split.temporal else _lens(
+                np.concatenate([seen_split.audio_len, unseen_split.audio_len]), device),
+            video_len=None if not seen_split.temporal else _lens(
+                np.concatenate([seen_split.video_len, unseen_split.video_len]), device),
         )
 
 
@@ -152,12 +166,13 @@ def evaluate(method: Method, data: EvalSet, betas: torch.Tensor, chunk: int = 40
     try:
         method.prepare_eval(data.text, torch.isin(data.search_classes, data.seen_classes))
         with torch.no_grad():
-            d = torch.cat(
-                [
-                    method.distances(data.audio[i : i + chunk], data.video[i : i + chunk], data.text)
-                    for i in range(0, data.audio.shape[0], chunk)
-                ]
-            )
+            parts = []
+            for i in range(0, data.audio.shape[0], chunk):
+                kw = {}
+                if data.audio_len is not None:
+                    kw = {"audio_len": data.audio_len[i : i + chunk], "video_len": data.video_len[i : i + chunk]}
+                parts.append(method.distances(data.audio[i : i + chunk], data.video[i : i + chunk], data.text, **kw))
+            d = torch.cat(parts)
     finally:
         method.train(was_training)
     return evaluate_gzsl(
@@ -227,6 +242,9 @@ def train(
                 text=train_set.text,
                 neg_index=in_batch[b] if in_batch is not None else None,
             )
+            if train_set.audio_len is not None:
+                batch.audio_len, batch.video_len = train_set.audio_len[p], train_set.video_len[p]
+                batch.neg_audio_len, batch.neg_video_len = train_set.audio_len[n], train_set.video_len[n]
             loss, _ = method.loss(batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()

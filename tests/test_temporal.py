@@ -1,0 +1,121 @@
+"""Per-second (temporal) features: the TCAF layout, padding/cropping, and averaged views for other methods."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+from avbench.cli import main
+from avbench.data.layout import import_layout, pad_sequences
+from avbench.data.registry import load_benchmark
+from avbench.data.synthetic import SyntheticSpec, synthetic_benchmark, write_avca_layout
+from avbench.errors import ConfigError, DataError
+from avbench.methods import Method, register
+from avbench.protocol.run import run_protocol
+
+SPEC = SyntheticSpec(n_seen=4, n_val_unseen=2, n_test_unseen=2, train_per_class=5, val_seen_per_class=3,
+                     val_unseen_per_class=4, test_seen_per_class=3, test_unseen_per_class=4, audio_dim=8,
+                     video_dim=6, temporal_len=(2, 7))
+FEAT = "main_features_non_averaged"
+
+
+@pytest.fixture
+def layout(tmp_path):
+    write_avca_layout(tmp_path, spec=SPEC, features=FEAT)
+    return tmp_path
+
+
+def test_temporal_layout_round_trip(layout, tmp_path):
+    home = tmp_path / "home"
+    assert main(["data", "import", "--root", str(layout), "--dataset", "ucf", "--features", "temporal-main",
+                 "--home", str(home)]) == 0
+    b = load_benchmark("ucf-temporal-main", home)
+    assert b.temporal and b.features == "temporal-main"
+    s = b.split("stage_1_train")
+    assert s.audio.ndim == 3 and s.audio.shape[1] == 7 and s.video.shape[2] == 6
+    # every stored sequence equals the file's, zero-padded after its length
+    path = layout / "UCF" / "features" / FEAT / "audio" / "stage_1_train" / "Class001.pkl"
+    with open(path, "rb") as fh:
+        d = pickle.load(fh)
+    for seq, name in zip(d["features"], d["video_names"]):
+        i = list(s.video_ids).index(name)
+        n = s.audio_len[i]
+        assert n == len(seq) and np.array_equal(s.audio[i, :n], seq) and not s.audio[i, n:].any()
+
+
+def test_long_sequences_are_centre_cropped():
+    x = np.arange(10, dtype=np.float32)[:, None]
+    out, lens = pad_sequences([x, x[:3]], 4)
+    assert lens.tolist() == [4, 3]
+    assert out[0, :, 0].tolist() == [3, 4, 5, 6] and out[1, :, 0].tolist() == [0, 1, 2, 0]
+
+
+def test_bad_temporal_files_are_named(layout):
+    path = layout / "UCF" / "features" / FEAT / "video" / "stage_1_val_seen" / "Class002.pkl"
+    with open(path, "rb") as fh:
+        d = pickle.load(fh)
+    d["features"][1] = d["features"][1].copy()
+    d["features"][1][0, 0] = np.nan
+    with open(path, "wb") as fh:
+        pickle.dump(d, fh)
+    with pytest.raises(DataError, match=r"Class002.pkl: field 'features'\[1\].*NaN"):
+        import_layout(layout, "ucf", "temporal-main")
+    with open(path, "wb") as fh:
+        pickle.dump({"features": d["features"]}, fh)
+    with pytest.raises(DataError, match=r"Class002.pkl: no field 'video_names'"):
+        import_layout(layout, "ucf", "temporal-main")
+
+
+def test_averaged_methods_see_the_time_average():
+    b = synthetic_benchmark(SyntheticSpec(**{**SPEC.__dict__, "class_names": None}), variant="synthetic-temporal")
+    s = b.split("stage_1_train")
+    avg = s.averaged()
+    i = 3
+    assert np.allclose(avg.audio[i], s.audio[i, : s.audio_len[i]].mean(0), atol=1e-6)
+    r = run_protocol(b, "avca", seed=0, overrides={"epochs": 1, "batches_per_epoch": 3, "batch_size": 16,
+                                                  "hidden_encoder": 16, "hidden_decoder": 16})
+    assert np.isfinite([r.S, r.U, r.HM, r.ZSL]).all()
+
+
+@register("test-temporal-mean")
+class _TemporalMean(Method):
+    """A minimal temporal-input method: masked mean over time, then a linear map."""
+
+    description = "test only"
+    paper = "test only"
+    inputs = "temporal"
+
+    def __init__(self, dims, config):
+        super().__init__(dims, config)
+        import torch
+
+        self.W = torch.nn.Linear(dims.audio + dims.video, dims.text)
+
+    def _embed(self, a, v, al, vl):
+        import torch
+
+        def mean(x, n):
+            m = (torch.arange(x.shape[1], device=x.device)[None, :] < n[:, None]).float()
+            return (x * m[..., None]).sum(1) / n[:, None].clamp_min(1)
+
+        return self.W(torch.cat([mean(a, al), mean(v, vl)], 1))
+
+    def loss(self, batch):
+        assert batch.audio.ndim == 3 and batch.audio_len is not None and batch.neg_video_len is not None
+        logits = self._embed(batch.audio, batch.video, batch.audio_len, batch.video_len) @ batch.text.T
+        import torch.nn.functional as F
+
+        return F.cross_entropy(logits, batch.label), {}
+
+    def distances(self, audio, video, text, audio_len=None, video_len=None):
+        assert audio_len is not None and audio.ndim == 3
+        return -(self._embed(audio, video, audio_len, video_len) @ text.T)
+
+
+def test_temporal_methods_get_sequences_and_lengths():
+    b = synthetic_benchmark(SyntheticSpec(**{**SPEC.__dict__, "class_names": None}), variant="synthetic-temporal")
+    r = run_protocol(b, "test-temporal-mean", seed=0, overrides={"epochs": 2, "batches_per_epoch": 5, "batch_size": 16})
+    assert np.isfinite([r.S, r.U, r.HM, r.ZSL]).all()
+    with pytest.raises(ConfigError, match="needs per-second"):
+        run_protocol(synthetic_benchmark(SyntheticSpec(**{**SPEC.__dict__, "temporal_len": None, "class_names": None})),
+                     "test-temporal-mean", seed=0, overrides={"epochs": 1})
