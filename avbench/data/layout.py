@@ -54,6 +54,9 @@ FEATURES = {
     # per-second sequences (TCAF): <Class>.pkl = {'features': [T_i x D arrays], 'video_names': [...], 'fps'}
     "temporal-main": ("main_features_non_averaged", "main_split"),
     "temporal-cls": ("cls_features_non_averaged", "cls_split"),
+    # ClipClap: one CLIP (video, 512) and one CLAP (audio, 1024) vector per video, in pickles
+    # shaped like the temporal ones; class embeddings = CLIP text ‖ CLAP text (1536)
+    "clipclap": ("cls_features_non_averaged", "cls_split"),
 }
 # Sequences longer than this are centre-cropped at import (TCAF crops ActivityNet's long
 # videos to 300 steps at test time; UCF and VGGSound clips are kept whole, padded to the longest).
@@ -82,17 +85,17 @@ def _read_lines(path: Path) -> list[str]:
     return [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
 
 
-def read_name_map(path: Path, fold) -> dict[str, str]:
+def read_name_map(path: Path, fold, column: str = "manual") -> dict[str, str]:
     """original class name (folded) -> cleaned name, from the *_w2v_class_names.csv."""
     if not path.is_file():
         raise DataError(f"{path}: missing file")
     with open(path, newline="") as fh:
         reader = csv.DictReader(fh)
         fields = reader.fieldnames or []
-        for need in ("original", "manual"):
+        for need in ("original", column):
             if need not in fields:
                 raise DataError(f"{path}: no column {need!r} (columns: {', '.join(fields)})")
-        return {fold(r["original"].strip()): r["manual"].strip() for r in reader}
+        return {fold(r["original"].strip()): r[column].strip() for r in reader}
 
 
 def read_embeddings(path: Path) -> dict[str, np.ndarray]:
@@ -233,8 +236,8 @@ def check_class_roles(listed: dict[str, list[int]], class_names, split_dir: Path
         )
 
 
-def _read_pkl(path: Path) -> tuple[list[np.ndarray], np.ndarray]:
-    """A temporal class file: a list of [T_i, D] sequences and their video names."""
+def _read_pkl(path: Path, vectors: bool = False) -> tuple[list[np.ndarray], np.ndarray]:
+    """A temporal class file: a list of [T_i, D] sequences (or [D] vectors) and their video names."""
     import pickle
 
     try:
@@ -254,13 +257,33 @@ def _read_pkl(path: Path) -> tuple[list[np.ndarray], np.ndarray]:
     if not seqs:
         raise DataError(f"{path}: empty class (0 videos)")
     for i, x in enumerate(seqs):
-        if x.ndim != 2 or x.shape[0] == 0:
+        if vectors:
+            if x.ndim == 2 and x.shape[0] == 1:
+                seqs[i] = x = x[0]
+            if x.ndim != 1:
+                raise DataError(f"{path}: field 'features'[{i}] (video '{urls[i]}') has shape {x.shape}, expected [D]")
+            x = x[None]
+        elif x.ndim != 2 or x.shape[0] == 0:
             raise DataError(f"{path}: field 'features'[{i}] (video '{urls[i]}') has shape {x.shape}, expected [T>0, D]")
-        if x.shape[1] != seqs[0].shape[1]:
-            raise DataError(f"{path}: field 'features'[{i}] is {x.shape[1]}-d but [0] is {seqs[0].shape[1]}-d")
+        if x.shape[-1] != seqs[0].shape[-1]:
+            raise DataError(f"{path}: field 'features'[{i}] is {x.shape[-1]}-d but [0] is {seqs[0].shape[-1]}-d")
         if not np.all(np.isfinite(x)):
             raise DataError(f"{path}: field 'features'[{i}] (video '{urls[i]}') has NaN/inf values")
     return seqs, urls
+
+
+def _read_vectors_pkl(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A ClipClap class file: the temporal pickle format holding one vector per video."""
+    seqs, urls = _read_pkl(path, vectors=True)
+    return np.stack(seqs), urls
+
+
+def concat_embeddings(clip: dict, clap: dict, path: Path) -> dict[str, np.ndarray]:
+    """CLIP text ‖ CLAP text per class name (both dicts must hold the same names)."""
+    missing = sorted(set(clip) ^ set(clap))
+    if missing:
+        raise DataError(f"{path}: CLIP and CLAP text embeddings name different classes (e.g. {missing[:3]})")
+    return {k: np.concatenate([clip[k], clap[k]]).astype(np.float32) for k in clip}
 
 
 def pad_sequences(seqs: list[np.ndarray], length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -287,7 +310,7 @@ def import_layout(
     info = DATASETS[dataset]
     feat_dir, split_dir_name = FEATURES[features]
     temporal = features.startswith("temporal-")
-    ext = ".pkl" if temporal else ".h5"
+    ext = ".pkl" if temporal or features == "clipclap" else ".h5"
     if max_len is None:
         max_len = DEFAULT_MAX_LEN.get(dataset)
     if max_len is not None and int(max_len) < 1:
@@ -309,10 +332,19 @@ def import_layout(
     listed = read_split_lists(split_dir, class_names, class_id, fold, all_path)
     check_class_roles(listed, class_names, split_dir)
 
-    csv_path = cs / f"{info.csv_stem}_w2v_class_names.csv"
-    name_map = read_name_map(csv_path, fold)
-    emb_path = base / "features" / feat_dir / "text" / f"word_embeddings_{info.text_stem}_normed.npy"
-    emb = read_embeddings(emb_path)
+    clipclap = features == "clipclap"
+    text_dir = base / "features" / feat_dir / "text"
+    if clipclap:  # UCF keys the CLIP/CLAP dicts by its own cleaned names; the others by AVCA's
+        csv_path = cs / ("ucf_clip_class_names.csv" if dataset == "ucf" else f"{info.csv_stem}_w2v_class_names.csv")
+        name_map = read_name_map(csv_path, fold, "clip_class_name" if dataset == "ucf" else "manual")
+        emb_path = text_dir / f"word_embeddings_{dataset}_normed.npy"
+        emb = concat_embeddings(read_embeddings(emb_path), read_embeddings(text_dir / f"wavcaps_word_embeddings_{dataset}_normed.npy"),
+                                emb_path)
+    else:
+        csv_path = cs / f"{info.csv_stem}_w2v_class_names.csv"
+        name_map = read_name_map(csv_path, fold)
+        emb_path = text_dir / f"word_embeddings_{info.text_stem}_normed.npy"
+        emb = read_embeddings(emb_path)
     by_name, legacy = build_embedding_matrices(class_names, name_map, emb, fold, csv_path, emb_path)
 
     widths: dict[str, tuple[int, Path]] = {}
@@ -327,7 +359,10 @@ def import_layout(
                 if not folder.is_dir():
                     raise DataError(f"{folder}: missing feature folder")
                 path = _class_file(folder, class_names[c], fold, ext)
-                data, urls = _read_pkl(path) if temporal else _read_h5(path)
+                if clipclap:
+                    data, urls = _read_vectors_pkl(path)
+                else:
+                    data, urls = _read_pkl(path) if temporal else _read_h5(path)
                 width = data[0].shape[1] if temporal else data.shape[1]
                 w = widths.setdefault(modality, (width, path))
                 if width != w[0]:

@@ -178,8 +178,14 @@ def write_avca_layout(
     cleaned_names: dict[str, str] | None = None,
     split_lists: dict[str, list[str]] | None = None,
     embeddings: dict[str, np.ndarray] | None = None,
+    clipclap: bool = False,
 ) -> Path:
     """Write a synthetic benchmark in the public AVCA-GZSL folder layout.
+
+    ``clipclap=True`` writes the ClipClap variant instead: one vector per video in
+    ``cls_features_non_averaged/*.pkl`` and the class embeddings split into a CLIP
+    (first 512) and a CLAP (rest) text file. With a temporal spec, per-class pickles of
+    sequences are written (pass ``features="main_features_non_averaged"``).
 
     ``cleaned_names`` (original -> cleaned) and ``embeddings`` (cleaned -> vector)
     default to the generator's own; pass the real ones to build a benchmark with a
@@ -188,6 +194,8 @@ def write_avca_layout(
     """
     import h5py
 
+    if clipclap:
+        features = "cls_features_non_averaged"
     g = generate(spec)
     names = g["class_names"]
     cleaned = cleaned_names or {n: n.replace("Class", "class ") for n in names}
@@ -195,14 +203,19 @@ def write_avca_layout(
     base = Path(root) / folder
     cs = base / "class-split"
     split_dir = cs / ("main_split" if features.startswith("main") else "cls_split")
+    csv_column = "manual"
     split_dir.mkdir(parents=True, exist_ok=True)
     (cs / "all_class.txt").write_text("\n".join(names) + "\n")
     csv_name = {"UCF": "ucf", "ActivityNet": "activitynet", "VGGSound": "vggsound"}.get(folder, folder.lower())
-    with open(cs / f"{csv_name}_w2v_class_names.csv", "w", newline="") as fh:
+    csv_file = cs / f"{csv_name}_w2v_class_names.csv"
+    if clipclap and csv_name == "ucf":
+        csv_file = cs / "ucf_clip_class_names.csv"
+    with open(csv_file, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["original", "manual"])
+        w.writerow(["original", "manual", "clip_class_name"] if csv_file.name == "ucf_clip_class_names.csv"
+                   else ["original", "manual"])
         for n in names:
-            w.writerow([n, cleaned[n]])
+            w.writerow([n, cleaned[n], cleaned[n]] if csv_file.name == "ucf_clip_class_names.csv" else [n, cleaned[n]])
     feat = base / "features" / features
     split_classes = {k: np.unique(g["splits"][k].labels) for k in STORED_SPLITS}
     split_classes["stage_2_train"] = np.unique(
@@ -218,6 +231,11 @@ def write_avca_layout(
             d.mkdir(parents=True, exist_ok=True)
             for c in np.unique(s.labels):
                 m = s.labels == c
+                if clipclap:  # the ClipClap layout: one vector per video in the pickle format
+                    with open(d / f"{names[c]}.pkl", "wb") as fh:
+                        pickle.dump({"features": list(x[m]), "video_names": list(s.video_ids[m]),
+                                     "fps": [25] * int(m.sum())}, fh)
+                    continue
                 if s.temporal:  # the TCAF layout: a pickle of variable-length sequences per class
                     seqs = [x[i, : lens[i]] for i in np.flatnonzero(m)]
                     with open(d / f"{names[c]}.pkl", "wb") as fh:
@@ -228,5 +246,11 @@ def write_avca_layout(
                     f.create_dataset("video_urls", data=np.array([i.encode() for i in s.video_ids[m]], dtype="S80"))
     text = feat / "text"
     text.mkdir(parents=True, exist_ok=True)
+    if clipclap:
+        stem = {"ucf": "ucf", "activitynet": "activitynet", "vggsound": "vggsound"}.get(csv_name, csv_name)
+        np.save(text / f"word_embeddings_{stem}_normed.npy", np.array({k: v[:512] for k, v in emb.items()}, dtype=object))
+        np.save(text / f"wavcaps_word_embeddings_{stem}_normed.npy",
+                np.array({k: v[512:] for k, v in emb.items()}, dtype=object))
+        return base
     np.save(text / text_file, np.array(emb, dtype=object), allow_pickle=True)
     return base
