@@ -274,6 +274,9 @@ class Benchmark:
                         d.create_dataset("audio_len", data=np.asarray(s.audio_len, dtype=np.int64))
                         d.create_dataset("video_len", data=np.asarray(s.video_len, dtype=np.int64))
                     d.attrs["classes"] = self.split_classes[name]
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a data file is shared like any other
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):
