@@ -1,0 +1,448 @@
+"""TCAF: temporal and cross-modal attention over per-second audio and visual features.
+
+Mercea, Hummel, Koepke, Akata. "Temporal and cross-modal attention for audio-visual
+zero-shot learning", ECCV 2022; public code: github.com/ExplainableML/TCAF-GZSL
+(src/model_sequence.py ``Multimodal_Sequence_Transformer``, src/dataset.py
+``DefaultCollator``, config/best/*).
+
+Inputs are sequences (``inputs = "temporal"``): audio [B, Ta, Da], video [B, Tv, Dv],
+zero-padded at the end, with the number of valid steps of each row.
+
+Model (one readable file)::
+
+    a_k = A_enc(s_a · a_k),  v_k = V_enc(norm(v_k))        per token, Da|Dv -> hidden -> dim (300)
+    e_k = M[modality] + Four(t_k)                          64-d modality + Fourier time embedding,
+                                                           t_k = k · rate (seconds from the start)
+    x_k = Drop(P_m([x_k ‖ e_k]))                            (dim + 64) -> dim, one P per modality
+    X   = Transformer([c, a_1..a_Ta, v_1..v_Tv])           c: a learnt class token
+    θo  = O_proj(X[0])                                     dim -> 512 -> 64
+    ρo  = D_o(θo)                                          64 -> 512 -> E (back to word space)
+    θw  = W_proj(w),  ρw = D_w(θw)                         E -> 64 -> E
+
+``Four(t) = Linear(cat(sin 2πtf, cos 2πtf))`` with fixed random frequencies
+f = fourier_scale · (r_0 + r_1), r ~ N(0, 1)^{2×32} (the public ``[t, t] @ randn(2, 32)``).
+Transformer layer (depth of them, no final norm; ONE LayerNorm per layer, shared by
+both sublayers as in the public code)::
+
+    x = x + Drop(Attn(LN(x), mask)),  x = x + FF(LN(x)),   FF = Lin-GELU-Drop-Lin-Drop
+
+Attention (``attention=cross``, all published configs): the class token attends to
+itself and every valid token, audio tokens attend to the class token and the valid
+video tokens, video tokens to the class token and the valid audio tokens; padded
+tokens are never attended to (key padding mask from the lengths). ``self`` keeps
+only within-modality attention (+ class token), ``both`` allows everything.
+
+Losses (all weights 1, each can be switched off)::
+
+    l_ce  = CE( θo · W_proj(T)ᵀ , y )     T: the stage's C training class embeddings,
+                                          plain dot-product logits
+    l_reg = MSE(θo, θw)                   θw of the video's own class
+    l_rec = MSE(w, ρo) + MSE(w, ρw)
+    L     = l_ce + l_reg + l_rec
+
+Prediction: Euclidean distance between θo and W_proj(t) of each class of the
+search space (the public ``L2Loss`` evaluation: torch.cdist, not squared), in eval
+mode. The published runs use the ``clipclap2024`` protocol preset family
+(stage 2 retrains for the selected number of epochs).
+
+Settings (``defaults``): the public config/best/{best_main,best_cls}/best_<ds>.yaml
+with config/default.yaml: Adam with weight decay 1e-5, batch 64, 300 batches per
+epoch, 50 epochs, dim 300, mlp 128, time/modality embedding 64, Fourier scale 10,
+decoder hidden 512, dim_out 64, cross-attention only, and per dataset/features:
+
+    features/dataset  lr    sched depth heads dim_head drop_t hid_enc drop_enc drop_dec drop_add drop_emb
+    main UCF          5e-5  no    5     8     64       0.3    256     0.4      0.2      0.1      0.2
+    main VGGSound     7e-5  no    8     6     128      0.5    128     0.2      0.2      0.2      0.2
+    main ActivityNet  7e-5  yes   8     3     128      0.3    128     0.2      0.1      0.1      0.2
+    cls UCF           7e-5  yes   6     8     64       0.3    512     0.3      0.1      0.1      0.2
+    cls VGGSound      6e-5  no    8     8     64       0.5    512     0.2      0.2      0.1      0.1
+    cls ActivityNet   7e-5  yes   6     8     64       0.4    512     0.3      0.1      0.1      0.2
+
+"sched" is ReduceLROnPlateau(max, patience 3, factor 0.1) on validation HM; the
+protocol always runs that scheduler, so configs without it get ``lr_patience``
+1000 (it can never fire). ActivityNet trains on random 60-step windows
+(``train_crop``); its test sequences are centre-cropped to 300 steps when the
+benchmark is imported. Unknown datasets (e.g. the synthetic one) get UCF's values
+for their feature type.
+
+Choices and deviations from the public code, with reasons:
+- Padding. The public collator pads each batch to its own longest sequence and the
+  token encoders (Linear-BN-ReLU) run on padded tokens too, so BatchNorm statistics
+  depend on how much padding a batch happens to have. avbench pads to the longest
+  sequence of the benchmark (300 steps on ActivityNet), which would make this much
+  worse; here the encoders run on valid tokens only (padded ones are zeros), each
+  batch is trimmed to its longest valid sequence, and padded tokens are masked as
+  keys. Nothing in a padded position can change a result. The public
+  ``pad_embedding`` (added to padded tokens only, which nobody attends to) has no
+  effect on any output and is left out; padded query rows attend to the class
+  token instead of an all-masked row (their outputs are never read).
+- Positions. The public code trains with time stamps in seconds (k · 0.96 for
+  VGGish audio, k · 0.64 for C3D video) but evaluates with step indices k; for
+  SeLaVi features (1 step per second) the two agree. Here both use seconds
+  (``rate_audio``, ``rate_video``: 1/1 for main features, 0.96/0.64 for cls).
+  As in the public code, times count from the start of the (cropped) window.
+- Video normalisation. The public ``F.normalize(v)`` on [B, T, D] normalises each
+  feature channel over TIME (dim 1), so a step's values depend on the length of its
+  video. ``video_norm=feature`` (default) L2-normalises each step's feature vector;
+  ``time`` reproduces the public behaviour; ``none`` leaves the video as is.
+- Audio scaling. The public code divides audio by 255, which fits VGGish's
+  uint8-quantised cls features (0..255) but is arbitrary for SeLaVi features, where
+  it shrinks the encoder's pre-BatchNorm variance towards BatchNorm's eps.
+  ``audio_scale`` is 1/255 for cls features and 1 for main features.
+- Training crop (``train_crop`` steps, 0 = off; 60 on ActivityNet). Per row, the
+  video window starts uniformly in [0, len - crop] (the public ``randint(diff)``
+  never picks the last window; here every window is possible), drawn from torch's
+  global RNG. The audio window starts at the same time, clamped to the audio, and
+  spans the same duration: round(crop · rate_video / rate_audio) steps. The public
+  collator uses round(crop · rate_video · rate_audio) (37 instead of 40 steps for
+  cls features); both are 60 for main features.
+- The text projection's Linear runs once per training class and its rows are
+  gathered for the batch (same values and gradients); its BatchNorm still sees the
+  per-row batch (for l_reg, l_rec) and then the C class rows (for l_ce), in the
+  public order, so running statistics follow the same updates.
+- The word-space size of D_o and D_w is the benchmark's text dimension, and the
+  transformer width ``dim`` is a setting (both 300 in the public code).
+- The protocol's negatives (``batch.neg_*``) are not used (no TCAF loss has one).
+- The public training loop runs an extra train-mode ``get_embeddings`` pass after
+  every optimiser step (for logging); it changes nothing but BatchNorm running
+  statistics (one more update per step, from the updated weights) and costs a
+  forward pass, so it is not run here.
+- Not ported: the SAM optimiser option (unused by the published configs), the
+  ``embed_augment_position`` option (off everywhere), the "fixed" time embedding
+  table and the audio-only / video-only ablations.
+- Learning-rate schedule: the public code steps the scheduler on validation HM in
+  stage 2 too, when validation videos are training data; the protocol replays the
+  schedule that stage 1 chose (FIELD_NOTES §3).
+- Class embeddings: the public loader has the same row-order defect as AVCA's
+  (FIELD_NOTES §4); avbench builds the class → embedding matrix by name.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from avbench.errors import ConfigError
+from avbench.methods import register
+from avbench.methods.base import Batch, Dims, Method, adam
+from avbench.methods.layers import Dropout
+
+
+class EmbeddingNet(nn.Module):
+    """Linear -> BN -> ReLU -> Dropout, or with ``hidden``:
+    Linear -> BN -> ReLU -> Dropout -> Linear -> BN -> ReLU -> Dropout (the public EmbeddingNet)."""
+
+    def __init__(self, d_in: int, d_out: int, dropout: float, hidden: int = 0):
+        super().__init__()
+        layers: list[nn.Module] = []
+        if hidden > 0:
+            layers += [nn.Linear(d_in, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), Dropout(dropout)]
+            d_in = hidden
+        layers += [nn.Linear(d_in, d_out), nn.BatchNorm1d(d_out), nn.ReLU(), Dropout(dropout)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def forward_gathered(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """``forward(x[index])`` for a one-layer net, with the Linear run once per row of x."""
+        first, rest = self.net[0], self.net[1:]
+        return rest(first(x)[index])
+
+
+class TokenEmbedding(nn.Module):
+    """Modality + Fourier time embeddings, concatenated to each token and projected back to ``dim``.
+
+    The public ``AudioVisualEmbedding`` with sinusoid time embeddings; its per-modality
+    Conv1d(kernel 1) over [token ‖ embedding] is a Linear here, applied as
+    W_x·x + (W_e·e + b) so the embedding part is computed once per step, not per row.
+    """
+
+    def __init__(self, dim: int, embed_dim: int, fourier_scale: float, dropout: float):
+        super().__init__()
+        if embed_dim % 2:
+            raise ConfigError(f"setting embed_dim={embed_dim}: expected an even number (sin and cos halves)")
+        self.dim = dim
+        self.modal = nn.Embedding(2, embed_dim)  # 0 audio, 1 video
+        self.fourier = nn.Linear(embed_dim, embed_dim)
+        self.register_buffer("fourier_randn", fourier_scale * torch.randn(2, embed_dim // 2))
+        self.proj = nn.ModuleList([nn.Linear(dim + embed_dim, dim) for _ in range(2)])
+        self.drop = Dropout(dropout)
+
+    def time(self, t: torch.Tensor) -> torch.Tensor:
+        """[T] times in seconds -> [T, embed_dim]."""
+        p = (2.0 * math.pi * torch.stack((t, t), dim=-1)) @ self.fourier_randn
+        return self.fourier(torch.cat((torch.sin(p), torch.cos(p)), dim=-1))
+
+    def forward(self, x: torch.Tensor, modality: int, rate: float) -> torch.Tensor:
+        T = x.shape[1]
+        t = torch.arange(T, device=x.device, dtype=x.dtype) * rate
+        e = self.modal.weight[modality] + self.time(t)  # [T, embed_dim]
+        proj = self.proj[modality]
+        w_x, w_e = proj.weight[:, : self.dim], proj.weight[:, self.dim :]
+        return self.drop(F.linear(x, w_x) + F.linear(e, w_e, proj.bias))
+
+
+class Transformer(nn.Module):
+    """Pre-norm transformer, one LayerNorm per layer shared by attention and feed-forward (as public)."""
+
+    def __init__(self, dim: int, depth: int, heads: int, dim_head: int, mlp_dim: int, dropout: float):
+        super().__init__()
+        self.heads, self.dim_head = heads, dim_head
+        inner = heads * dim_head
+        self.layers = nn.ModuleList()
+        for _ in range(depth):
+            self.layers.append(
+                nn.ModuleDict(
+                    {
+                        "norm": nn.LayerNorm(dim),
+                        "qkv": nn.Linear(dim, 3 * inner, bias=False),  # to_q, to_k, to_v
+                        "out": nn.Sequential(nn.Linear(inner, dim), Dropout(dropout)),
+                        "ff": nn.Sequential(
+                            nn.Linear(dim, mlp_dim), nn.GELU(), Dropout(dropout), nn.Linear(mlp_dim, dim), Dropout(dropout)
+                        ),
+                    }
+                )
+            )
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x [B, L, dim]; mask [B, 1, L, L] bool, True = query i may attend to key j."""
+        B, L, _ = x.shape
+        for layer in self.layers:
+            q, k, v = layer["qkv"](layer["norm"](x)).chunk(3, dim=-1)
+            q, k, v = (t.view(B, L, self.heads, self.dim_head).transpose(1, 2) for t in (q, k, v))
+            att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # scale dim_head^-0.5
+            x = layer["out"](att.transpose(1, 2).reshape(B, L, -1)) + x
+            x = layer["ff"](layer["norm"](x)) + x
+        return x
+
+
+def valid_mask(lens: torch.Tensor, T: int) -> torch.Tensor:
+    """[B, T] bool, True on the first ``lens[b]`` steps."""
+    return torch.arange(T, device=lens.device)[None, :] < lens[:, None]
+
+
+def attention_mask(a_valid: torch.Tensor, v_valid: torch.Tensor, kind: str) -> torch.Tensor:
+    """[B, 1, L, L] for the token order [cls, audio (Ta), video (Tv)].
+
+    Key j is allowed for query i when j is valid (cls always is) and the pair's
+    modalities are allowed by ``kind``. Padded queries keep at least the class
+    token, so no row is empty; their outputs are never used.
+    """
+    B, Ta = a_valid.shape
+    Tv = v_valid.shape[1]
+    dev = a_valid.device
+    mod = torch.cat((torch.zeros(1, device=dev), torch.ones(Ta, device=dev), torch.full((Tv,), 2.0, device=dev)))
+    same = mod[:, None] == mod[None, :]
+    is_cls = (mod[:, None] == 0) | (mod[None, :] == 0)
+    if kind == "cross":
+        pair = is_cls | ~same
+    elif kind == "self":
+        pair = is_cls | same
+    else:  # both
+        pair = torch.ones_like(same)
+    key_ok = torch.cat((torch.ones(B, 1, dtype=torch.bool, device=dev), a_valid, v_valid), dim=1)
+    return (pair[None] & key_ok[:, None, :]).unsqueeze(1)
+
+
+def random_crop(
+    audio: torch.Tensor,
+    video: torch.Tensor,
+    a_len: torch.Tensor,
+    v_len: torch.Tensor,
+    crop: int,
+    rate_audio: float,
+    rate_video: float,
+):
+    """Random aligned windows: ``crop`` video steps and the audio steps of the same time span.
+
+    Returns the cropped (audio, video, a_len, v_len), each window starting at step 0.
+    Rows no longer than the window are kept whole.
+    """
+    crop_a = max(1, round(crop * rate_video / rate_audio))
+    dev = video.device
+    u = torch.rand(v_len.shape, device=dev, dtype=torch.float64)
+    room_v = (v_len - crop).clamp_min(0)
+    start_v = (u * (room_v + 1)).long().clamp_max(room_v)
+    start_a = torch.round(start_v.double() * (rate_video / rate_audio)).long()
+    start_a = torch.minimum(start_a, (a_len - crop_a).clamp_min(0))
+
+    def window(x, start, n, lens):
+        T = x.shape[1]
+        n = min(n, T)
+        idx = (start[:, None] + torch.arange(n, device=dev)[None, :]).clamp_max(T - 1)
+        out = torch.gather(x, 1, idx[..., None].expand(-1, -1, x.shape[2]))
+        new_len = torch.minimum(lens - start, torch.full_like(lens, n))
+        return out * valid_mask(new_len, n)[..., None].to(out.dtype), new_len
+
+    audio, a_len = window(audio, start_a, crop_a, a_len)
+    video, v_len = window(video, start_v, crop, v_len)
+    return audio, video, a_len, v_len
+
+
+@register("tcaf")
+class TCAF(Method):
+    description = (
+        "transformer over per-second audio and visual tokens with cross-modal attention and a class token; "
+        "CE over class embeddings + regression + reconstruction"
+    )
+    paper = (
+        "Mercea, Hummel, Koepke, Akata, Temporal and cross-modal attention for audio-visual "
+        "zero-shot learning, ECCV 2022"
+    )
+    inputs = "temporal"
+
+    ATTENTION = ("cross", "self", "both")
+    VIDEO_NORM = ("feature", "time", "none")
+
+    @classmethod
+    def defaults(cls, dataset: str, features: str) -> dict:
+        feats = features.split("-", 1)[1] if features.startswith("temporal-") else features
+        feats = "cls" if feats == "cls" else "main"
+        base = {
+            "dim": 300,  # transformer_dim
+            "mlp_dim": 128,
+            "embed_dim": 64,  # transformer_embedding_dim (modality + time embeddings)
+            "fourier_scale": 10.0,
+            "proj_dim": 64,  # dim_out
+            "hidden_decoder": 512,  # O_proj, D_o
+            "attention": "cross",
+            "weight_decay": 1e-5,
+            "ce_loss": True,
+            "reg_loss": True,
+            "rec_loss": True,
+            "video_norm": "feature",
+            "audio_scale": 1.0 / 255.0 if feats == "cls" else 1.0,
+            "rate_audio": 0.96 if feats == "cls" else 1.0,  # seconds per step
+            "rate_video": 0.64 if feats == "cls" else 1.0,
+            # protocol settings of config/default.yaml: bs 64, n_batches 300, 50 epochs
+            "batch_size": 64,
+            "batches_per_epoch": 300,
+            "epochs": 50,
+        }
+        # lr, scheduler, depth, heads, dim_head, dropout transformer / encoder / decoder / additional / embedding,
+        # encoder hidden, train crop
+        per_dataset = {
+            ("ucf", "main"): (5e-5, False, 5, 8, 64, 0.3, 0.4, 0.2, 0.1, 0.2, 256, 0),
+            ("vggsound", "main"): (7e-5, False, 8, 6, 128, 0.5, 0.2, 0.2, 0.2, 0.2, 128, 0),
+            ("activitynet", "main"): (7e-5, True, 8, 3, 128, 0.3, 0.2, 0.1, 0.1, 0.2, 128, 60),
+            ("ucf", "cls"): (7e-5, True, 6, 8, 64, 0.3, 0.3, 0.1, 0.1, 0.2, 512, 0),
+            ("vggsound", "cls"): (6e-5, False, 8, 8, 64, 0.5, 0.2, 0.2, 0.1, 0.1, 512, 0),
+            ("activitynet", "cls"): (7e-5, True, 6, 8, 64, 0.4, 0.3, 0.1, 0.1, 0.2, 512, 60),
+        }
+        key = (dataset, feats) if (dataset, feats) in per_dataset else ("ucf", feats)
+        lr, sched, depth, heads, dim_head, r_t, r_enc, r_dec, r_add, r_emb, hid, crop = per_dataset[key]
+        base.update(
+            lr=lr,
+            lr_patience=3 if sched else 1000,  # 1000: the protocol's ReduceLROnPlateau never fires
+            depth=depth,
+            heads=heads,
+            dim_head=dim_head,
+            dropout_transformer=r_t,
+            dropout_encoder=r_enc,
+            dropout_decoder=r_dec,
+            dropout_additional=r_add,
+            dropout_embedding=r_emb,
+            hidden_encoder=hid,
+            train_crop=crop,
+            # attention over up to 601 tokens: keep evaluation chunks modest on ActivityNet
+            eval_batch_size=64 if dataset == "activitynet" else 256,
+        )
+        return base
+
+    def __init__(self, dims: Dims, config: dict):
+        super().__init__(dims, config)
+        c = self.config
+        self.attention = str(c["attention"])
+        if self.attention not in self.ATTENTION:
+            raise ConfigError(f"setting attention={self.attention!r}: expected one of {', '.join(self.ATTENTION)}")
+        self.video_norm = str(c["video_norm"])
+        if self.video_norm not in self.VIDEO_NORM:
+            raise ConfigError(f"setting video_norm={self.video_norm!r}: expected one of {', '.join(self.VIDEO_NORM)}")
+        if not (c["ce_loss"] or c["reg_loss"] or c["rec_loss"]):
+            raise ConfigError("settings ce_loss, reg_loss and rec_loss are all off: nothing to train")
+        if int(c["train_crop"]) < 0:
+            raise ConfigError(f"setting train_crop={c['train_crop']!r}: expected 0 (off) or a number of steps")
+        for key in ("rate_audio", "rate_video"):
+            if float(c[key]) <= 0:
+                raise ConfigError(f"setting {key}={c[key]!r}: expected seconds per step > 0")
+        d, p, e = int(c["dim"]), int(c["proj_dim"]), int(c["embed_dim"])
+        h_enc, h_dec = int(c["hidden_encoder"]), int(c["hidden_decoder"])
+        r_enc, r_dec, r_add = float(c["dropout_encoder"]), float(c["dropout_decoder"]), float(c["dropout_additional"])
+
+        self.A_enc = EmbeddingNet(dims.audio, d, r_enc, hidden=h_enc)
+        self.V_enc = EmbeddingNet(dims.video, d, r_enc, hidden=h_enc)
+        self.W_proj = EmbeddingNet(dims.text, p, r_add)
+        self.D_w = EmbeddingNet(p, dims.text, r_add)
+        self.cls_token = nn.Parameter(torch.randn(1, 1, d))
+        self.embedding = TokenEmbedding(d, e, float(c["fourier_scale"]), float(c["dropout_embedding"]))
+        self.transformer = Transformer(
+            d, int(c["depth"]), int(c["heads"]), int(c["dim_head"]), int(c["mlp_dim"]), float(c["dropout_transformer"])
+        )
+        self.O_proj = EmbeddingNet(d, p, r_dec, hidden=h_dec)
+        self.D_o = EmbeddingNet(p, dims.text, r_dec, hidden=h_dec)
+
+    def optimizer(self) -> torch.optim.Optimizer:
+        return adam(self.parameters(), lr=float(self.config["lr"]), weight_decay=float(self.config["weight_decay"]))
+
+    # -- the audio-visual branch ----------------------------------------------
+    def _tokens(self, enc: EmbeddingNet, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Encode the valid tokens only (BatchNorm sees no padding); padded tokens are zeros."""
+        B, T, _ = x.shape
+        out = x.new_zeros(B, T, int(self.config["dim"]))
+        out[valid] = enc(x[valid])
+        return out
+
+    def embed_video(
+        self, audio: torch.Tensor, video: torch.Tensor, audio_len: torch.Tensor, video_len: torch.Tensor
+    ) -> torch.Tensor:
+        """θo [B, proj_dim] for padded sequences and their lengths."""
+        c = self.config
+        Ta, Tv = (int(n) for n in torch.stack((audio_len.max(), video_len.max())).tolist())
+        audio, video = audio[:, :Ta], video[:, :Tv]  # this batch's own padding only
+        a_valid, v_valid = valid_mask(audio_len, Ta), valid_mask(video_len, Tv)
+        audio = audio * float(c["audio_scale"])
+        if self.video_norm == "feature":
+            video = F.normalize(video, dim=-1)
+        elif self.video_norm == "time":  # the public code's F.normalize(v) on [B, T, D]
+            video = F.normalize(video * v_valid[..., None].to(video.dtype), dim=1)
+        a = self.embedding(self._tokens(self.A_enc, audio, a_valid), 0, float(c["rate_audio"]))
+        v = self.embedding(self._tokens(self.V_enc, video, v_valid), 1, float(c["rate_video"]))
+        x = torch.cat((self.cls_token.expand(a.shape[0], -1, -1), a, v), dim=1)
+        x = self.transformer(x, attention_mask(a_valid, v_valid, self.attention))
+        return self.O_proj(x[:, 0])
+
+    # -- training ---------------------------------------------------------------
+    def loss(self, batch: Batch):
+        c = self.config
+        audio, video, a_len, v_len = batch.audio, batch.video, batch.audio_len, batch.video_len
+        if int(c["train_crop"]) > 0:
+            audio, video, a_len, v_len = random_crop(
+                audio, video, a_len, v_len, int(c["train_crop"]), float(c["rate_audio"]), float(c["rate_video"])
+            )
+        theta_o = self.embed_video(audio, video, a_len, v_len)
+        w = batch.text[batch.label]
+        theta_w = self.W_proj.forward_gathered(batch.text, batch.label)
+        parts: dict[str, torch.Tensor] = {}
+        total = theta_o.new_zeros(())
+        if c["rec_loss"]:
+            rho_o, rho_w = self.D_o(theta_o), self.D_w(theta_w)
+            parts["l_rec"] = F.mse_loss(rho_o, w) + F.mse_loss(rho_w, w)
+        if c["reg_loss"]:
+            parts["l_reg"] = F.mse_loss(theta_o, theta_w)
+        if c["ce_loss"]:
+            logits = theta_o @ self.W_proj(batch.text).T  # after the per-row pass, as public
+            parts["l_ce"] = F.cross_entropy(logits, batch.label)
+        for value in parts.values():
+            total = total + value
+        return total, {k: v.detach() for k, v in parts.items()}
+
+    # -- prediction ---------------------------------------------------------------
+    def distances(self, audio, video, text, audio_len=None, video_len=None) -> torch.Tensor:
+        if audio_len is None or video_len is None:
+            raise ConfigError("tcaf needs per-second features with their lengths (a temporal benchmark)")
+        theta_o = self.embed_video(audio, video, audio_len, video_len)
+        return torch.cdist(theta_o, self.W_proj(text))
