@@ -264,9 +264,9 @@ def run_protocol(
     # ---- test: read once, score with the stage-1 β ----------------------------
     test_data = SplitAccess(benchmark, TEST_SPLITS, "final evaluation", **tag)
     test = EvalSet.build(test_data.split("stage_2_test_seen"), test_data.split("stage_2_test_unseen"), seen2, emb, dev)
-    res = evaluate(model, test, torch.tensor([beta], dtype=torch.float64), chunk=int(config["eval_batch_size"]))
+    # one scoring over the whole grid: the stage-1 β is a grid value, so its column is the result
     curve = evaluate(model, test, betas, chunk=int(config["eval_batch_size"]))
-    final = res.at(0)
+    final = curve.at(int(torch.argmin((curve.betas - beta).abs())))
     result.S, result.U, result.HM, result.ZSL = final["S"], final["U"], final["HM"], final["ZSL"]
     result.stage2 = [asdict(r) for r in hist2]
     result.beta_curve = {

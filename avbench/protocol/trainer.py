@@ -212,13 +212,13 @@ def train(
     on validation HM. Without it, ``lr_schedule`` (one LR per epoch, as recorded
     in stage 1) is replayed; nothing else can change the learning rate.
     """
-    opt = method.optimizer()
+    method.setup(TrainData(train_set.audio, train_set.video, train_set.label, train_set.text))
+    opt = method.optimizer()  # after setup(): parameters it creates are optimised too
     sched = None
     if val is not None:
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", patience=lr_patience, factor=lr_factor)
     sampler = PairSampler(train_set, batch_size, seed, negatives)
     history: list[EpochRecord] = []
-    method.setup(TrainData(train_set.audio, train_set.video, train_set.label, train_set.text))
     method.train()
     for epoch in range(1, epochs + 1):
         if lr_schedule is not None and val is None:
