@@ -83,6 +83,11 @@ def test_sweep_survives_kill_9_and_resumes_then_stores_finals(tmp_path):
         assert len(before) >= 2
         os.kill(proc.pid, signal.SIGKILL)  # kill -9 of the driver
         proc.wait(30)
+        time.sleep(1)
+        try:  # then clear the local Ray processes that driver had started (they are orphans now)
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     finally:
         if proc.poll() is None:
             proc.kill()
