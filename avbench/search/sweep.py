@@ -29,7 +29,8 @@ from pathlib import Path
 from avbench.errors import ConfigError
 
 OBJECTIVE = "best_val_hm"
-MLFLOW_LOCK_KEY = 0x6D6C666C  # PostgreSQL advisory lock serialising MLflow schema creation
+MLFLOW_LOCK_KEY = 0x6D6C666C  # PostgreSQL advisory locks serialising MLflow's / Optuna's schema creation
+OPTUNA_LOCK_KEY = 0x6F70746E
 
 
 @dataclass
@@ -171,7 +172,7 @@ class Tracker:
     def __init__(self, uri: str, sweep: str, tags: dict):
         from mlflow.tracking import MlflowClient
 
-        with _tracking_init_lock(uri):  # MLflow creates/migrates its tables on first use: one process at a time
+        with _schema_lock(uri, MLFLOW_LOCK_KEY):  # MLflow creates/migrates its tables on first use
             self.client = MlflowClient(tracking_uri=uri)
             exp = self.client.get_experiment_by_name("avbench")
             if exp is None:
@@ -222,11 +223,12 @@ class Tracker:
         self.client.set_terminated(run_id, status=status)
 
 
-class _tracking_init_lock:
-    """Serialise MLflow's schema creation across processes (file lock for SQLite, advisory lock for PostgreSQL)."""
+class _schema_lock:
+    """Serialise a tool's schema creation across processes (MLflow, Optuna create tables on first use):
+    a file lock beside a SQLite file, an advisory lock on PostgreSQL."""
 
-    def __init__(self, uri: str):
-        self.uri, self.fh, self.conn = uri, None, None
+    def __init__(self, uri: str, key: int = 0):
+        self.uri, self.key, self.fh, self.conn = uri, key, None, None
 
     def __enter__(self):
         if self.uri.startswith("sqlite:///"):
@@ -242,7 +244,7 @@ class _tracking_init_lock:
             url = self.uri if "+" in self.uri.split("://")[0] else "postgresql+psycopg://" + self.uri.split("://", 1)[1]
             self.engine = create_engine(url)
             self.conn = self.engine.connect()
-            self.conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MLFLOW_LOCK_KEY})
+            self.conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": self.key})
         return self
 
     def __exit__(self, *exc):
@@ -254,7 +256,7 @@ class _tracking_init_lock:
         if self.conn is not None:
             from sqlalchemy import text
 
-            self.conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MLFLOW_LOCK_KEY})
+            self.conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
             self.conn.close()
             self.engine.dispose()
 
@@ -352,7 +354,8 @@ def _optuna_storage(url: str | None, default_path: Path):
         if url.startswith(("postgresql://", "postgres://")):
             url = "postgresql+psycopg://" + url.split("://", 1)[1]
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+            with _schema_lock(url, OPTUNA_LOCK_KEY):  # two sweeps may create the study tables at once
+                return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
         except Exception as e:
             raise ConfigError(f"--storage {url}: cannot open the Optuna storage ({str(e).splitlines()[0]})") from None
     from optuna.storages.journal import JournalFileBackend
