@@ -3,7 +3,6 @@
 import csv
 import io
 import multiprocessing as mp
-import os
 import shutil
 import subprocess
 from datetime import datetime, timedelta, timezone

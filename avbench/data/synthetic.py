@@ -203,7 +203,6 @@ def write_avca_layout(
     base = Path(root) / folder
     cs = base / "class-split"
     split_dir = cs / ("main_split" if features.startswith("main") else "cls_split")
-    csv_column = "manual"
     split_dir.mkdir(parents=True, exist_ok=True)
     (cs / "all_class.txt").write_text("\n".join(names) + "\n")
     csv_name = {"UCF": "ucf", "ActivityNet": "activitynet", "VGGSound": "vggsound"}.get(folder, folder.lower())

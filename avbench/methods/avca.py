@@ -42,29 +42,7 @@ from torch import nn
 
 from avbench.methods import register
 from avbench.methods.base import Batch, Dims, Method, adam
-from avbench.methods.layers import Dropout
-
-
-class EmbeddingNet(nn.Module):
-    """Linear -> BN -> ReLU -> Dropout [-> Linear -> BN -> ReLU -> Dropout]."""
-
-    def __init__(self, d_in: int, d_out: int, dropout: float, momentum: float = 0.1, hidden: int | None = None):
-        super().__init__()
-        layers: list[nn.Module] = []
-        if hidden:
-            layers += [nn.Linear(d_in, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), Dropout(dropout)]
-            layers += [nn.Linear(hidden, d_out), nn.BatchNorm1d(d_out, momentum=momentum), nn.ReLU(), Dropout(dropout)]
-        else:
-            layers += [nn.Linear(d_in, d_out), nn.BatchNorm1d(d_out), nn.ReLU(), Dropout(dropout)]
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-    def forward_gathered(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """``forward(x[index])`` for a one-layer net, with the Linear run once per row of x."""
-        first, rest = self.net[0], self.net[1:]
-        return rest(first(x)[index])
+from avbench.methods.layers import Dropout, EmbeddingNet
 
 
 class CrossAttention(nn.Module):

@@ -83,32 +83,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from avbench.errors import ConfigError
 from avbench.methods import register
 from avbench.methods.base import Batch, Dims, Method, adam
-from avbench.methods.layers import Dropout
-
-
-class EmbeddingNet(nn.Module):
-    """Linear -> BN -> ReLU -> Dropout, or with ``hidden``:
-    Linear -> [BN] -> ReLU -> Dropout -> Linear -> BN -> ReLU -> Dropout (the public EmbeddingNet)."""
-
-    def __init__(self, d_in: int, d_out: int, dropout: float, hidden: int = 0, hidden_bn: bool = True):
-        super().__init__()
-        layers: list[nn.Module] = []
-        if hidden > 0:
-            layers.append(nn.Linear(d_in, hidden))
-            if hidden_bn:
-                layers.append(nn.BatchNorm1d(hidden))
-            layers += [nn.ReLU(), Dropout(dropout)]
-            d_in = hidden
-        layers += [nn.Linear(d_in, d_out), nn.BatchNorm1d(d_out), nn.ReLU(), Dropout(dropout)]
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+from avbench.methods.layers import EmbeddingNet
 
 
 @register("clipclap")

@@ -31,3 +31,36 @@ class Dropout(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+class EmbeddingNet(nn.Module):
+    """The benchmark codes' MLP block (AVCA, TCAF, ClipClap):
+
+        Linear -> BN -> ReLU -> Dropout                                    (no hidden layer)
+        Linear -> [BN] -> ReLU -> Dropout -> Linear -> BN -> ReLU -> Dropout   (with ``hidden``)
+
+    ``momentum`` is the last BatchNorm's (the public scripts set it per dataset);
+    the hidden BatchNorm keeps torch's default 0.1, as in the public code.
+    """
+
+    def __init__(self, d_in: int, d_out: int, dropout: float, momentum: float = 0.1, hidden: int | None = None,
+                 hidden_bn: bool = True):
+        super().__init__()
+        layers: list[nn.Module] = []
+        if hidden:
+            layers.append(nn.Linear(d_in, hidden))
+            if hidden_bn:
+                layers.append(nn.BatchNorm1d(hidden))
+            layers += [nn.ReLU(), Dropout(dropout)]
+            d_in = hidden
+        layers += [nn.Linear(d_in, d_out), nn.BatchNorm1d(d_out, momentum=momentum), nn.ReLU(), Dropout(dropout)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def forward_gathered(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """``forward(x[index])`` for a one-layer net, with the Linear run once per row of ``x``
+        (a few dozen class embeddings instead of every batch row); BatchNorm still sees the rows."""
+        first, rest = self.net[0], self.net[1:]
+        return rest(first(x)[index])

@@ -128,29 +128,7 @@ from torch import nn
 from avbench.errors import ConfigError
 from avbench.methods import register
 from avbench.methods.base import Batch, Dims, Method, adam
-from avbench.methods.layers import Dropout
-
-
-class EmbeddingNet(nn.Module):
-    """Linear -> BN -> ReLU -> Dropout, or with ``hidden``:
-    Linear -> BN -> ReLU -> Dropout -> Linear -> BN -> ReLU -> Dropout (the public EmbeddingNet)."""
-
-    def __init__(self, d_in: int, d_out: int, dropout: float, hidden: int = 0):
-        super().__init__()
-        layers: list[nn.Module] = []
-        if hidden > 0:
-            layers += [nn.Linear(d_in, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), Dropout(dropout)]
-            d_in = hidden
-        layers += [nn.Linear(d_in, d_out), nn.BatchNorm1d(d_out), nn.ReLU(), Dropout(dropout)]
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-    def forward_gathered(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """``forward(x[index])`` for a one-layer net, with the Linear run once per row of x."""
-        first, rest = self.net[0], self.net[1:]
-        return rest(first(x)[index])
+from avbench.methods.layers import Dropout, EmbeddingNet
 
 
 class TokenEmbedding(nn.Module):
