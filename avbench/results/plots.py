@@ -65,6 +65,10 @@ def metric_bars(boards: list[Board], out_dir: str | Path) -> list[Path]:
     return paths
 
 
+def _run_title(row: dict) -> str:
+    return f"result {row['id']}: {row['method']} on {row['dataset']}-{row['features']}, seed {row['seed']}"
+
+
 def beta_curve(row: dict, out_dir: str | Path) -> list[Path]:
     curve = (row.get("details") or {}).get("beta_curve") or {}
     if not curve.get("beta"):
@@ -80,8 +84,7 @@ def beta_curve(row: dict, out_dir: str | Path) -> list[Path]:
     ax.plot([U[chosen]], [S[chosen]], "r*", ms=12, label=f"β={row['beta']:.2f} (chosen on validation)")
     ax.set_xlabel("U (×100)")
     ax.set_ylabel("S (×100)")
-    ax.set_title(f"result {row['id']}: {row['method']} on {row['dataset']}-{row['features']}, seed {row['seed']}",
-                 fontsize=10)
+    ax.set_title(_run_title(row), fontsize=10)
     ax.legend(fontsize=8)
     return _save(fig, out_dir, f"beta_curve_{row['id']}")
 
@@ -98,7 +101,6 @@ def val_per_epoch(row: dict, out_dir: str | Path) -> list[Path]:
     ax.axvline(row["best_epoch"], color="r", ls="--", label=f"best epoch {row['best_epoch']}")
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation HM (×100)")
-    ax.set_title(f"result {row['id']}: {row['method']} on {row['dataset']}-{row['features']}, seed {row['seed']}",
-                 fontsize=10)
+    ax.set_title(_run_title(row), fontsize=10)
     ax.legend(fontsize=8)
     return _save(fig, out_dir, f"val_hm_{row['id']}")

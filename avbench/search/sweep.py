@@ -88,24 +88,32 @@ def trial_resources(cpus_per_trial: float, gpus_per_trial: float, cuda: bool) ->
 
 
 # --------------------------------------------------------------------------- trial (runs in a Ray worker)
-def run_trial(config: dict) -> None:
-    import ray
+def _worker_benchmark(ctx: dict):
+    """In a Ray worker: the run's thread count, and the dataset as this node has it (fingerprint checked)."""
     import torch
-    from ray import tune
 
-    from avbench.protocol.run import run_protocol
     from avbench.search.cluster import node_benchmark
 
-    ctx = config["avbench"]
-    params = {k: v for k, v in config.items() if k != "avbench"}
     torch.set_num_threads(max(1, int(ctx["threads"])))
     bench, _ = node_benchmark(ctx["dataset"], ctx["home"])
-    node = ray.get_runtime_context().get_node_id()
     if bench.fingerprint != ctx["fingerprint"]:
         raise ConfigError(
             f"dataset {ctx['dataset']} on this node has fingerprint {bench.fingerprint}, the sweep uses "
             f"{ctx['fingerprint']}: import the same data on every node"
         )
+    return bench
+
+
+def run_trial(config: dict) -> None:
+    import ray
+    from ray import tune
+
+    from avbench.protocol.run import run_protocol
+
+    ctx = config["avbench"]
+    params = {k: v for k, v in config.items() if k != "avbench"}
+    bench = _worker_benchmark(ctx)
+    node = ray.get_runtime_context().get_node_id()
     best = {"hm": -1.0, "t": time.perf_counter()}
 
     def on_epoch(stage, rec, total):
@@ -144,15 +152,9 @@ def run_trial(config: dict) -> None:
 
 def run_final(ctx: dict, params: dict, seed: int) -> dict:
     """Full protocol for one seed (a Ray task); returns RunResult as a dict."""
-    import torch
-
     from avbench.protocol.run import run_protocol
-    from avbench.search.cluster import node_benchmark
 
-    torch.set_num_threads(max(1, int(ctx["threads"])))
-    bench, _ = node_benchmark(ctx["dataset"], ctx["home"])
-    if bench.fingerprint != ctx["fingerprint"]:
-        raise ConfigError(f"dataset {ctx['dataset']}: fingerprint {bench.fingerprint} != {ctx['fingerprint']}")
+    bench = _worker_benchmark(ctx)
     r = run_protocol(
         bench,
         ctx["method"],
