@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
@@ -25,7 +25,7 @@ from avbench.methods import get_method
 from avbench.methods.base import Dims
 from avbench.protocol.metrics import beta_grid
 from avbench.protocol.presets import PROTOCOL_DEFAULTS, get_preset
-from avbench.protocol.trainer import EpochRecord, EvalSet, TrainSet, evaluate, train
+from avbench.protocol.trainer import EpochRecord, EvalSet, TrainSet, evaluate, train, train_epochs
 
 
 class SplitAccess:
@@ -104,6 +104,12 @@ class RunResult:
     stage2: list[dict] = field(default_factory=list)
     val: dict = field(default_factory=dict)
     beta_curve: dict = field(default_factory=dict)  # test S/U/HM over the β grid (for plots, not selection)
+    # the budget the protocol would use for this method and benchmark without --epochs/--set
+    # (a run trained on less is a reduced-budget result; the leaderboard marks it)
+    default_budget: dict = field(default_factory=dict)
+    threads: int = 0  # torch intra-op threads the run used (0: not recorded)
+    protocol_mode: str = "platform"  # or "reference": the method's own code's protocol
+    protocol_options: dict = field(default_factory=dict)  # options the protocol mode resolved to
 
     def summary(self) -> dict:
         pct = {k: round(100 * getattr(self, k), 4) for k in ("S", "U", "HM", "ZSL")}
@@ -143,6 +149,113 @@ def pick_device(device: str | None) -> torch.device:
     return torch.device(device)
 
 
+@dataclass
+class _Plan:
+    """What a run resolved before training: settings, method class, device, embeddings, β grid."""
+
+    preset: object
+    config: dict
+    default: dict
+    cls: type
+    dev: torch.device
+    emb: object
+    dims: Dims
+    tag: dict
+    betas: torch.Tensor
+    common: dict
+    epochs: int
+
+
+def _plan(benchmark, method, protocol, seed, overrides, text_order, device, on_batch) -> _Plan:
+    preset = get_preset(protocol)
+    # a benchmark may suggest a budget (the synthetic one is small); the user's settings win
+    config = resolve_config(method, benchmark.dataset, benchmark.features, {**benchmark.budget, **(overrides or {})})
+    default = resolve_config(method, benchmark.dataset, benchmark.features, dict(benchmark.budget))
+    cls = get_method(method)
+    if cls.inputs == "temporal" and not benchmark.temporal:
+        raise ConfigError(
+            f"method {cls.name} needs per-second (temporal) features; dataset {benchmark.name} has averaged ones "
+            f"(import with --features temporal-main or use synthetic-temporal)"
+        )
+    avg = benchmark.temporal and cls.inputs != "temporal"  # averaged-feature methods see the time average
+    common = dict(
+        batches_per_epoch=int(config["batches_per_epoch"]),
+        batch_size=int(config["batch_size"]),
+        seed=seed,
+        on_batch=on_batch,
+        eval_batch_size=int(config["eval_batch_size"]),
+        negatives=str(config["negatives"]),
+    )
+    return _Plan(
+        preset=preset,
+        config=config,
+        default=default,
+        cls=cls,
+        dev=pick_device(device),
+        emb=benchmark.embeddings(text_order),
+        dims=Dims(audio=benchmark.audio_dim, video=benchmark.video_dim, text=benchmark.text_dim),
+        tag={"averaged": avg},
+        betas=beta_grid(preset.beta_stop, preset.beta_num),
+        common=common,
+        epochs=int(config["epochs"]),
+    )
+
+
+def _stage1(benchmark: Benchmark, plan: _Plan, seed: int) -> Iterator[EpochRecord]:
+    """Stage 1 as a generator of epoch records (train, validate each epoch).
+
+    The global torch RNG (dropout, sampling inside methods) is saved at every yield and
+    restored on resumption, so several runs advanced in turn give exactly the numbers
+    each gives alone.
+    """
+    stage1_data = SplitAccess(
+        benchmark, ("stage_1_train", "stage_1_val_seen", "stage_1_val_unseen"), "stage 1", **plan.tag
+    )
+    train1 = TrainSet.build(stage1_data.split("stage_1_train"), plan.emb, plan.dev)
+    val = EvalSet.build(
+        stage1_data.split("stage_1_val_seen"), stage1_data.split("stage_1_val_unseen"), train1.classes, plan.emb,
+        plan.dev,
+    )
+    torch.manual_seed(seed)
+    model = plan.cls(plan.dims, plan.config).to(plan.dev)
+    cuda = plan.dev.type == "cuda"
+    for rec in train_epochs(
+        model,
+        train1,
+        epochs=plan.epochs,
+        val=val,
+        betas=plan.betas,
+        lr_patience=int(plan.config["lr_patience"]),
+        lr_factor=float(plan.config["lr_factor"]),
+        **plan.common,
+    ):
+        state = (torch.get_rng_state(), torch.cuda.get_rng_state(plan.dev) if cuda else None)
+        yield rec
+        torch.set_rng_state(state[0])
+        if cuda:
+            torch.cuda.set_rng_state(state[1], plan.dev)
+
+
+def stage1_epochs(
+    benchmark: Benchmark,
+    method: str,
+    *,
+    protocol: str = "avca2022",
+    seed: int = 0,
+    overrides: dict | None = None,
+    text_order: str = "by-name",
+    device: str | None = "cpu",
+) -> Iterator[EpochRecord]:
+    """Stage 1 alone, one record (with validation metrics) per epoch, for searches.
+
+    Searches over several seeds advance one generator per seed in turn and report the
+    per-epoch mean; each seed's records equal those of ``run_protocol`` with that seed.
+    The test splits are out of reach here as in ``run_protocol``.
+    """
+    plan = _plan(benchmark, method, protocol, seed, overrides, text_order, device, None)
+    yield from _stage1(benchmark, plan, seed)
+
+
 def run_protocol(
     benchmark: Benchmark,
     method: str,
@@ -164,56 +277,20 @@ def run_protocol(
     ``on_batch()`` after each optimiser step.
     """
     t0 = time.perf_counter()
-    preset = get_preset(protocol)
-    # a benchmark may suggest a budget (the synthetic one is small); the user's settings win
-    config = resolve_config(method, benchmark.dataset, benchmark.features, {**benchmark.budget, **(overrides or {})})
-    cls = get_method(method)
-    if cls.inputs == "temporal" and not benchmark.temporal:
-        raise ConfigError(
-            f"method {cls.name} needs per-second (temporal) features; dataset {benchmark.name} has averaged ones "
-            f"(import with --features temporal-main or use synthetic-temporal)"
-        )
-    avg = benchmark.temporal and cls.inputs != "temporal"  # averaged-feature methods see the time average
-    dev = pick_device(device)
-    emb = benchmark.embeddings(text_order)
-    dims = Dims(audio=benchmark.audio_dim, video=benchmark.video_dim, text=benchmark.text_dim)
-    tag = {"averaged": avg}
-    betas = beta_grid(preset.beta_stop, preset.beta_num)
-    common = dict(
-        batches_per_epoch=int(config["batches_per_epoch"]),
-        batch_size=int(config["batch_size"]),
-        seed=seed,
-        on_batch=on_batch,
-        eval_batch_size=int(config["eval_batch_size"]),
-        negatives=str(config["negatives"]),
-    )
-    epochs = int(config["epochs"])
+    plan = _plan(benchmark, method, protocol, seed, overrides, text_order, device, on_batch)
+    preset, config, default, cls, dev = plan.preset, plan.config, plan.default, plan.cls, plan.dev
+    emb, dims, tag, betas, common, epochs = plan.emb, plan.dims, plan.tag, plan.betas, plan.common, plan.epochs
 
     # ---- stage 1: train, validate each epoch, choose epoch and β ------------
-    stage1_data = SplitAccess(benchmark, ("stage_1_train", "stage_1_val_seen", "stage_1_val_unseen"), "stage 1", **tag)
-    tr = stage1_data.split("stage_1_train")
-    train1 = TrainSet.build(tr, emb, dev)
-    val = EvalSet.build(
-        stage1_data.split("stage_1_val_seen"), stage1_data.split("stage_1_val_unseen"), train1.classes, emb, dev
-    )
-    torch.manual_seed(seed)
-    model = cls(dims, config).to(dev)
     if on_stage:
         on_stage("stage 1", epochs, common["batches_per_epoch"])
-    hist1 = train(
-        model,
-        train1,
-        epochs=epochs,
-        val=val,
-        betas=betas,
-        lr_patience=int(config["lr_patience"]),
-        lr_factor=float(config["lr_factor"]),
-        on_epoch=(lambda r: on_epoch("stage 1", r, epochs)) if on_epoch else None,
-        **common,
-    )
+    hist1 = []
+    for rec in _stage1(benchmark, plan, seed):
+        hist1.append(rec)
+        if on_epoch:
+            on_epoch("stage 1", rec, epochs)
     best = select(hist1)
     beta = best.val["beta"]
-    del model, train1, val, tr
     stage2_epochs = best.epoch + preset.extra_stage2_epochs
     lr_schedule = [r.lr for r in hist1]
     lr_schedule += [lr_schedule[-1]] * (stage2_epochs - len(lr_schedule))
@@ -238,6 +315,8 @@ def run_protocol(
         config=config,
         stage1=[asdict(r) for r in hist1],
         val=dict(best.val),
+        default_budget={k: int(default[k]) for k in ("epochs", "batches_per_epoch", "batch_size")},
+        threads=int(torch.get_num_threads()) if dev.type == "cpu" else 0,
     )
     if stage1_only:
         result.seconds = time.perf_counter() - t0
@@ -279,4 +358,4 @@ def run_protocol(
     return result
 
 
-__all__ = ["RunResult", "SplitAccess", "resolve_config", "run_protocol", "select"]
+__all__ = ["RunResult", "SplitAccess", "resolve_config", "run_protocol", "select", "stage1_epochs"]

@@ -19,7 +19,7 @@ seed draws the same pairs on every device.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -188,7 +188,18 @@ class EpochRecord:
     val: dict | None = None  # metrics at the epoch's best β (fractions)
 
 
-def train(
+def train(method: Method, train_set: TrainSet, *, on_epoch: Callable[[EpochRecord], None] | None = None,
+          **kw) -> list[EpochRecord]:
+    """Train ``method`` for ``epochs`` epochs (see :func:`train_epochs`); the epoch records."""
+    history = []
+    for rec in train_epochs(method, train_set, **kw):
+        history.append(rec)
+        if on_epoch is not None:
+            on_epoch(rec)
+    return history
+
+
+def train_epochs(
     method: Method,
     train_set: TrainSet,
     *,
@@ -201,16 +212,16 @@ def train(
     lr_schedule: list[float] | None = None,
     lr_patience: int = 3,
     lr_factor: float = 0.1,
-    on_epoch: Callable[[EpochRecord], None] | None = None,
     on_batch: Callable[[], None] | None = None,
     eval_batch_size: int = 4096,
     negatives: str = "batch",
-) -> list[EpochRecord]:
-    """Train ``method`` for ``epochs`` epochs.
+) -> Iterator[EpochRecord]:
+    """Train ``method`` for ``epochs`` epochs, yielding each epoch's record as it ends.
 
     With ``val``: evaluate after every epoch and step ReduceLROnPlateau (mode max)
     on validation HM. Without it, ``lr_schedule`` (one LR per epoch, as recorded
     in stage 1) is replayed; nothing else can change the learning rate.
+    A generator, so a search can advance several seeds' runs one epoch at a time.
     """
     method.setup(TrainData(train_set.audio, train_set.video, train_set.label, train_set.text))
     opt = method.optimizer()  # after setup(): parameters it creates are optimised too
@@ -218,7 +229,6 @@ def train(
     if val is not None:
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", patience=lr_patience, factor=lr_factor)
     sampler = PairSampler(train_set, batch_size, seed, negatives)
-    history: list[EpochRecord] = []
     method.train()
     for epoch in range(1, epochs + 1):
         if lr_schedule is not None and val is None:
@@ -257,7 +267,4 @@ def train(
             res = evaluate(method, val, betas, chunk=eval_batch_size)
             rec.val = res.at(res.best)
             sched.step(rec.val["HM"])
-        history.append(rec)
-        if on_epoch is not None:
-            on_epoch(rec)
-    return history
+        yield rec
