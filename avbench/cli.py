@@ -53,6 +53,18 @@ def cmd_run(args) -> int:
         overrides["epochs"] = args.epochs
     if args.batches_per_epoch is not None:
         overrides["batches_per_epoch"] = args.batches_per_epoch
+    store = None
+    if not args.no_store:  # open the store first: an unreachable store or a clashing --entry fails before training
+        from avbench.protocol.run import resolve_config
+        from avbench.results.store import Store, config_hash
+
+        store = Store(args.db, args.home)
+        if args.entry:
+            config = resolve_config(args.method, bench.dataset, bench.features, {**bench.budget, **overrides})
+            store.check_entry_compatible(args.entry, method=args.method, dataset=bench.dataset,
+                                         features=bench.features, config_hash=config_hash(config),
+                                         data_fingerprint=bench.fingerprint,
+                                         text_order="legacy" if args.legacy_text_order else "by-name")
 
     err = _console(stderr=True)
     progress = Progress(
@@ -99,13 +111,11 @@ def cmd_run(args) -> int:
         )
     summary = result.summary()
     stored = None
-    if not args.no_store:
-        from avbench.results.store import Store
-
-        store = Store(args.db, args.home)
-        rid, inserted = store.add(result)
+    if store is not None:
+        rid, inserted = store.add(result, entry=args.entry)
         stored = (rid, inserted, store)
         summary["result_id"] = rid
+        summary["entry"] = store.get(rid)["entry"]
     if args.json:
         out = {**summary, "features": result.features, "stage2_epochs": result.stage2_epochs,
                "device": result.device, "config": result.config, "val": result.val}
@@ -148,13 +158,10 @@ def cmd_leaderboard(args) -> int:
     from avbench.results.store import Store
 
     store = Store(args.db, args.home)
-    rows = store.rows(
-        columns=["id", "method", "dataset", "features", "protocol", "text_order", "config_hash", "seed",
-                 "created_at", args.metric],
-        dataset=args.dataset or None,
-    )
+    rows = store.rows(columns=lb.ROW_COLUMNS + [args.metric], dataset=args.dataset or None)
     reported = load_reported() if args.reported else None
-    boards = lb.compile_boards(rows, metric=args.metric, datasets=args.dataset or None, reported=reported)
+    boards = lb.compile_boards(rows, metric=args.metric, datasets=args.dataset or None, reported=reported,
+                               entries=args.entry or None)
     if args.out:
         formats = lb.FORMATS[1:] if args.format == "table" else (args.format,)
         paths = lb.write(boards, args.out, formats, with_reported=args.reported)
@@ -176,19 +183,37 @@ def cmd_results(args) -> int:
     from avbench.results.store import Store
 
     store = Store(args.db, args.home)
+    if args.results_command == "delete":
+        n = store.delete_entry(args.entry_name)
+        if not n:
+            raise ConfigError(f"--entry {args.entry_name!r}: no such entry in {store._safe_url()} (see `avbench results`)")
+        _console().print(f"deleted entry {args.entry_name}: {n} results")
+        return 0
     rows = store.rows(
-        columns=["id", "method", "dataset", "features", "protocol", "text_order", "seed", "S", "U", "HM", "ZSL",
-                 "beta", "best_epoch", "config_hash", "created_at"],
+        columns=["id", "entry", "entry_kind", "method", "dataset", "features", "protocol", "protocol_mode",
+                 "text_order", "seed", "search_seeds", "S", "U", "HM", "ZSL", "beta", "best_epoch", "config_hash",
+                 "reduced_budget", "git_revision", "threads", "device", "created_at"],
         dataset=args.dataset or None,
         method=args.method or None,
+        entry=args.entry or None,
     )
+    if args.entry and not rows:
+        raise ConfigError(f"--entry {args.entry[0]!r}: no such entry in {store._safe_url()}")
     t = Table(title=f"results in {store._safe_url()}")
-    for col in ("id", "method", "benchmark", "protocol / text", "seed", "S", "U", "HM", "ZSL", "β", "ep", "config"):
-        t.add_column(col, justify="right" if col in ("S", "U", "HM", "ZSL", "β", "ep", "seed", "id") else "left")
+    cols = ("id", "entry", "method", "benchmark", "protocol / text", "seed", "S", "U", "HM", "ZSL", "β", "ep",
+            "config", "code", "threads")
+    for col in cols:
+        t.add_column(col, justify="right" if col in ("S", "U", "HM", "ZSL", "β", "ep", "seed", "id", "threads")
+                     else "left")
     for r in rows:
-        t.add_row(str(r["id"]), r["method"], f"{r['dataset']}-{r['features']}", f"{r['protocol']} / {r['text_order']}",
-                  str(r["seed"]), *(f"{r[k]:.2f}" for k in ("S", "U", "HM", "ZSL")), f"{r['beta']:.2f}",
-                  str(r["best_epoch"]), r["config_hash"][:8])
+        proto = r["protocol"] + ("" if r["protocol_mode"] == "platform" else f" ({r['protocol_mode']})")
+        entry = r["entry"] + (" [sweep]" if r["entry_kind"] == "sweep" else "") + \
+            (" [reduced budget]" if r["reduced_budget"] else "")
+        seed = str(r["seed"]) + (f" (search {r['search_seeds']})" if r["search_seeds"] else "")
+        t.add_row(str(r["id"]), entry, r["method"], f"{r['dataset']}-{r['features']}", f"{proto} / {r['text_order']}",
+                  seed, *(f"{r[k]:.2f}" for k in ("S", "U", "HM", "ZSL")), f"{r['beta']:.2f}",
+                  str(r["best_epoch"]), r["config_hash"][:8], str(r["git_revision"] or "-"),
+                  "-" if r["threads"] is None else str(r["threads"]))
     _console().print(t)
     return 0
 
@@ -201,12 +226,15 @@ def cmd_plot(args) -> int:
     if args.kind == "metric":
         from avbench.results import leaderboard as lb
 
-        rows = store.rows(
-            columns=["id", "method", "dataset", "features", "protocol", "text_order", "config_hash", "seed",
-                     "created_at", args.metric],
-            dataset=args.dataset or None,
-        )
-        paths = plots.metric_bars(lb.compile_boards(rows, metric=args.metric, datasets=args.dataset or None), args.out)
+        rows = store.rows(columns=lb.ROW_COLUMNS + [args.metric], dataset=args.dataset or None)
+        boards = lb.compile_boards(rows, metric=args.metric, datasets=args.dataset or None, entries=args.entry or None)
+        paths = plots.metric_bars(boards, args.out)
+    elif args.kind == "cd":
+        from avbench.results import leaderboard as lb
+
+        rows = store.rows(columns=lb.ROW_COLUMNS + [args.metric], dataset=args.dataset or None)
+        boards = lb.compile_boards(rows, metric=args.metric, datasets=args.dataset or None, entries=args.entry or None)
+        paths = plots.cd_diagrams(boards, args.out)
     else:
         if args.result is None:
             raise ConfigError(f"avbench plot {args.kind}: --result ID is required (ids: `avbench results`)")
@@ -348,6 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument("--no-store", action="store_true", help="do not write the result to the results store")
+    r.add_argument("--entry", default=None,
+                   help="the leaderboard entry this result joins (default: one entry per configuration, budget and "
+                        "data); an entry holds one configuration on one data version")
     r.add_argument("--progress", action="store_true", help="progress bars even when stderr is not a terminal")
     r.set_defaults(func=cmd_run)
 
@@ -403,17 +434,27 @@ def build_parser() -> argparse.ArgumentParser:
     lbp.add_argument("--format", default="table", choices=FORMATS)
     lbp.add_argument("--out", default=None, help="write leaderboard.<format> files into this folder")
     lbp.add_argument("--reported", action="store_true", help="show published numbers beside the reproduced ones")
+    lbp.add_argument("--entry", action="append", default=[],
+                     help="show these entries (repeatable; default: per method and dataset the latest full-budget "
+                          "sweep entry, else the latest entry)")
     lbp.set_defaults(func=cmd_leaderboard)
 
-    rs = sub.add_parser("results", parents=[home, db], help="list stored results")
+    rs = sub.add_parser("results", parents=[home, db], help="list stored results (or delete an entry)")
     rs.add_argument("--dataset", action="append", default=[])
     rs.add_argument("--method", action="append", default=[])
-    rs.set_defaults(func=cmd_results)
+    rs.add_argument("--entry", action="append", default=[], help="only these entries (repeatable)")
+    rs.set_defaults(func=cmd_results, results_command="list")
+    rsub = rs.add_subparsers(dest="results_command")
+    rdel = rsub.add_parser("delete", parents=[home, db], help="remove every result of one entry")
+    rdel.add_argument("--entry", dest="entry_name", required=True)
+    rdel.set_defaults(func=cmd_results, results_command="delete")
 
     pl = sub.add_parser("plot", parents=[home, db], help="figures (PNG and SVG)")
-    pl.add_argument("kind", choices=["metric", "beta", "epochs"],
+    pl.add_argument("kind", choices=["metric", "beta", "epochs", "cd"],
                     help="metric: per method and dataset with CI bars; beta: S vs U over β for --result; "
-                         "epochs: validation HM per epoch for --result")
+                         "epochs: validation HM per epoch for --result; cd: critical-difference diagram of the "
+                         "methods' mean ranks across datasets (Friedman + Nemenyi)")
+    pl.add_argument("--entry", action="append", default=[], help="metric/cd: only these entries (repeatable)")
     pl.add_argument("--result", type=int, default=None, help="result id (see `avbench results`)")
     pl.add_argument("--metric", default="HM", choices=METRICS)
     pl.add_argument("--dataset", action="append", default=[])

@@ -12,7 +12,7 @@ from avbench.cli import main
 from avbench.errors import DataError
 from avbench.results import leaderboard as lb
 from avbench.results.reported import load_reported
-from avbench.results.store import KEY_FIELDS, Store, StoreError
+from avbench.results.store import KEY_FIELDS, Store, StoreError, default_entry
 
 
 
@@ -27,6 +27,10 @@ def make_row(method="avca", dataset="ucf", seed=0, HM=50.0, features="main", pro
         "mlflow_run_id": None, "details": {}, "created_at": datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=created),
     }
     row.update(extra)
+    row.setdefault("entry_kind", "run")
+    row.setdefault("protocol_mode", "platform")
+    row.setdefault("reduced_budget", False)
+    row.setdefault("entry", default_entry(row))
     return row
 
 
@@ -46,8 +50,11 @@ def test_writes_are_idempotent_on_the_key(db_url):
     assert [rid for rid, _ in again] == [rid for rid, _ in first]
     assert store.count() == 2
     assert store.get(first[0][0])["HM"] == 50.0  # the first result for a key is kept
-    for field in KEY_FIELDS:  # any part of the key makes a new row
-        store.add_rows([make_row(**{field: 7 if field == "seed" else "other"})])
+    for field in KEY_FIELDS:  # any part of the key makes a new row (each in an entry of its own)
+        changed = make_row(**{field: 7 if field == "seed" else "other"})
+        if field != "entry":
+            changed["entry"] = f"e-{field}"
+        store.add_rows([changed])
     assert store.count() == 2 + len(KEY_FIELDS)
 
 
@@ -125,26 +132,37 @@ def test_ties_share_the_average_rank():
 def test_formats_render_every_row():
     boards = lb.compile_boards(ROWS, datasets=["ucf"])
     md = lb.render(boards, "md")
-    assert "| avca | 32.00 ± 2.00 (3) |" in md and "| ale | 22.00 ± 2.83 (2) |" in md
+    assert "| avca | 32.00 ± 2.00 (3) |" in md and "| ale | 22.00 ± 2.83 (2)≈ |" in md  # n=2 vs 3: no significant gap
     rows = list(csv.DictReader(io.StringIO(lb.render(boards, "csv"))))
     mine = [r for r in rows if r["protocol"] == "avca2022" and r["text_order"] == "by-name"]
     assert {(r["method"], r["dataset"], r["rank"]) for r in mine} == {("avca", "ucf", "1"), ("ale", "ucf", "2")}
     tex = lb.render(boards, "tex")
     assert r"\begin{tabular}" in tex and r"\textbf{32.00 $\pm$ 2.00 (3)}" in tex and "UCF-GZSL" in tex
+    assert r"$^{\approx}$" in tex and "Holm" in tex
     html = lb.render(boards, "html")
     assert html.startswith("<!doctype html>") and 'data-method="ale"' in html and "<script>" in html
 
 
-def test_reported_numbers_beside_reproduced_ones():
+def test_reported_numbers_carry_a_delta_only_under_their_own_protocol_and_text_order():
     reported = load_reported()
     assert {r["features"] for r in reported} >= {"main", "clipclap"}
     boards = lb.compile_boards(ROWS, reported=reported)
-    b = _board(boards)
-    assert b.reported[("avca", "ucf")] == 27.15 and b.reported[("sje", "vggsound")] == 2.15
-    assert abs(b.delta("avca", "ucf") - (32.0 - 27.15)) < 1e-9
-    assert "vggsound" in b.datasets and "sje" in b.methods  # published-only rows are shown too
-    md = lb.render([b], "md", with_reported=True)
-    assert "+4.85" in md and "Mercea et al." in md
+    # the AVCA paper's numbers were produced with the legacy (misaligned) text order under avca2022
+    legacy = _board(boards, text_order="legacy")
+    assert legacy.reported[("avca", "ucf")] == 27.15 and legacy.reported[("sje", "vggsound")] == 2.15
+    assert abs(legacy.delta("avca", "ucf") - (45.0 - 27.15)) < 1e-9
+    assert "vggsound" in legacy.datasets and "sje" in legacy.methods  # published-only rows are shown too
+    md = lb.render([legacy], "md", with_reported=True)
+    assert "+17.85" in md and "Mercea et al." in md
+    # a by-name board (and another protocol's board) shows them labelled, without Δ
+    for b in (_board(boards), _board(boards, "clipclap2024")):
+        assert b.reported[("avca", "ucf")] == 27.15 and b.delta("avca", "ucf") is None
+        md = lb.render([b], "md", with_reported=True)
+        assert "27.15*" in md and "no Δ" in md and "+4.85" not in md
+        rows = list(csv.DictReader(io.StringIO(lb.render([b], "csv", with_reported=True))))
+        (avca,) = [r for r in rows if r["method"] == "avca" and r["dataset"] == "ucf"]
+        assert avca["reported_comparable"] == "false" and avca["delta"] == ""
+        assert "(other protocol)" in str(lb.render_table([b], True)[0].columns[2]._cells)
 
 
 def test_reported_file_errors_name_file_and_key(tmp_path):

@@ -1,14 +1,26 @@
 """Turn the results store into the table researchers put in their papers.
 
-Rows are methods, column groups are datasets. A cell is the mean ± std over
-seeds with n, and a 95 % percentile-bootstrap CI of that mean (2000 resamples,
-fixed seed, so the same store gives the same table). Methods are ranked per
-dataset (average rank on ties) and by their mean rank across datasets.
+Rows are methods, column groups are datasets. A table holds results of one protocol
+(preset and mode: platform or reference), one feature set and one text order.
 
-Only results with the same protocol, features and text order are compared in
-one table. Where a method has results for several configurations on a dataset,
-the most recently stored configuration is shown (choosing the best one would
-select on the test split).
+A cell shows one *entry* (see ``results.store``) of one configuration on one data
+version: the mean ± std over its seeds with n, and a 95 % percentile-bootstrap CI of
+that mean. Per (method, dataset) the cell shown is, by default, the latest full-budget
+sweep entry, else the latest full-budget entry, else the latest reduced-budget entry
+(marked; a reduced-budget entry never displaces a full-budget one); ``entries``
+selects explicitly. The best configuration is never chosen by its test numbers.
+
+Marks, explained in every format's footnote:
+
+- ``≈``: not significantly different from the best method of the dataset
+  (``results.stats.versus_best``: Welch's t-test, Holm-corrected);
+- ``†``: the cell's results come from several code revisions;
+- ``‡``: reduced budget (fewer epochs or batches than the protocol's default);
+- ``§``: the dataset column mixes data versions (fingerprints) across methods.
+
+Methods are ranked per dataset (average rank on ties) and by their mean rank across
+datasets. Published numbers (``--reported``) are shown in every table of their feature
+set, with a Δ only where the table's protocol and text order are the source's.
 """
 
 from __future__ import annotations
@@ -24,12 +36,21 @@ from pathlib import Path
 import numpy as np
 
 from avbench.errors import ConfigError
+from avbench.results.stats import TEST_NAME, bootstrap_ci, ranks, versus_best
 
 METRICS = ("HM", "ZSL", "S", "U")
 FORMATS = ("table", "md", "csv", "tex", "html")
 DATASET_ORDER = ("vggsound", "ucf", "activitynet")
 DATASET_TITLES = {"vggsound": "VGGSound-GZSL", "ucf": "UCF-GZSL", "activitynet": "ActivityNet-GZSL"}
-BOOTSTRAP = 2000
+ROW_COLUMNS = ["id", "entry", "entry_kind", "method", "dataset", "features", "protocol", "protocol_mode",
+               "text_order", "config_hash", "data_fingerprint", "git_revision", "reduced_budget", "seed",
+               "created_at"]
+MARKS = {
+    "tied": ("≈", f"not significantly different from the best of the dataset ({TEST_NAME})"),
+    "revisions": ("†", "results of several code revisions in one cell"),
+    "reduced": ("‡", "reduced budget: fewer epochs or batches than the protocol's default"),
+    "data": ("§", "the dataset's cells come from different data versions (fingerprints)"),
+}
 
 
 @dataclass
@@ -40,6 +61,26 @@ class Cell:
     ci_low: float
     ci_high: float
     rank: float = float("nan")
+    entry: str = ""
+    entry_kind: str = "run"
+    config_hash: str = ""
+    data_fingerprint: str = ""
+    revisions: list = field(default_factory=list)
+    reduced: bool = False
+    significance: str = "untested"  # best | tied | worse | untested
+    p_value: float | None = None
+    values: list = field(default_factory=list)
+
+    @property
+    def marks(self) -> str:
+        m = ""
+        if self.significance == "tied":
+            m += MARKS["tied"][0]
+        if len(self.revisions) > 1:
+            m += MARKS["revisions"][0]
+        if self.reduced:
+            m += MARKS["reduced"][0]
+        return m
 
 
 @dataclass
@@ -54,50 +95,87 @@ class Board:
     mean_rank: dict[str, float]
     reported: dict[tuple[str, str], float] = field(default_factory=dict)
     reported_sources: list[str] = field(default_factory=list)
+    protocol_mode: str = "platform"
+    reported_match: dict[tuple[str, str], bool] = field(default_factory=dict)  # source's protocol/text order = ours
+    mixed_data: list[str] = field(default_factory=list)  # datasets whose cells differ in data version
 
     @property
     def title(self) -> str:
+        mode = "" if self.protocol_mode == "platform" else f" ({self.protocol_mode})"
         return (
-            f"{self.metric} (×100) · protocol {self.protocol} · features {self.features} · "
+            f"{self.metric} (×100) · protocol {self.protocol}{mode} · features {self.features} · "
             f"text order {self.text_order}"
         )
 
+    def used_marks(self) -> list[str]:
+        used = []
+        cells = self.cells.values()
+        if any(c.significance == "tied" for c in cells):
+            used.append("tied")
+        if any(len(c.revisions) > 1 for c in cells):
+            used.append("revisions")
+        if any(c.reduced for c in cells):
+            used.append("reduced")
+        if self.mixed_data:
+            used.append("data")
+        return used
+
     @property
     def note(self) -> str:
-        s = "mean ± std over seeds (n), 95% bootstrap CI of the mean; rank per dataset; mean rank across datasets"
+        s = ("mean ± std over seeds (n), 95% bootstrap CI of the mean; rank per dataset; mean rank across datasets; "
+             f"significance: {TEST_NAME}, ≈ marks methods not significantly different from the best")
+        for key in self.used_marks():
+            if key != "tied":
+                s += f"; {MARKS[key][0]} {MARKS[key][1]}"
+        if self.mixed_data:
+            s += f" ({', '.join(self.mixed_data)})"
+        revs = sorted({r for c in self.cells.values() if len(c.revisions) > 1 for r in c.revisions})
+        if revs:
+            s += f" (revisions {', '.join(revs)})"
         if self.reported_sources:
             s += "; reported: " + "; ".join(self.reported_sources)
         return s
 
     def delta(self, method: str, dataset: str) -> float | None:
+        if not self.reported_match.get((method, dataset), False):
+            return None
         c, r = self.cells.get((method, dataset)), self.reported.get((method, dataset))
         return None if c is None or r is None else c.mean - r
 
 
-def bootstrap_ci(values: np.ndarray, rng: np.random.Generator, b: int = BOOTSTRAP) -> tuple[float, float]:
-    if len(values) == 1:
-        return float(values[0]), float(values[0])
-    means = values[rng.integers(0, len(values), size=(b, len(values)))].mean(axis=1)
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return float(lo), float(hi)
-
-
-def _ranks(scores: dict[str, float]) -> dict[str, float]:
-    """Rank 1 = best (highest); ties share their average rank."""
-    order = sorted(scores, key=lambda m: -scores[m])
-    ranks, i = {}, 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and scores[order[j + 1]] == scores[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2 + 1
-        i = j + 1
-    return ranks
-
-
 def _dataset_sort_key(d: str):
     return (DATASET_ORDER.index(d) if d in DATASET_ORDER else len(DATASET_ORDER), d)
+
+
+def _stamp(r: dict):
+    return (r["created_at"], r.get("id", 0))
+
+
+def choose_groups(rows: list[dict], entries: list[str] | None = None) -> dict[tuple, list[dict]]:
+    """The rows each leaderboard cell shows, keyed (protocol, mode, features, text order, method, dataset).
+
+    Rows are grouped by entry, configuration and data version (a group never mixes
+    them). Per cell: with ``entries``, the latest group of those entries; otherwise
+    the latest full-budget sweep group, else the latest full-budget group, else the
+    latest reduced-budget group.
+    """
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        if entries and r["entry"] not in entries:
+            continue
+        key = (r["entry"], r["config_hash"], r["data_fingerprint"], r["protocol"], r.get("protocol_mode", "platform"),
+               r["features"], r["text_order"], r["method"], r["dataset"])
+        groups[key].append(r)
+    chosen: dict[tuple, tuple] = {}
+    for key, members in groups.items():
+        _, _, _, p, mode, f, t, m, d = key
+        first = members[0]
+        full = not any(bool(x.get("reduced_budget")) for x in members)
+        priority = (full, first.get("entry_kind") == "sweep" and full, max(_stamp(x) for x in members))
+        cell = (p, mode, f, t, m, d)
+        if cell not in chosen or priority > chosen[cell][0]:
+            chosen[cell] = (priority, members)
+    return {cell: members for cell, (_, members) in chosen.items()}
 
 
 def compile_boards(
@@ -105,45 +183,48 @@ def compile_boards(
     metric: str = "HM",
     datasets: list[str] | None = None,
     reported: list[dict] | None = None,
+    entries: list[str] | None = None,
 ) -> list[Board]:
-    """Boards from store rows (dicts with method, dataset, features, protocol, text_order,
-    config_hash, seed, created_at and the metric columns)."""
+    """Boards from store rows (dicts with the ``ROW_COLUMNS`` and the metric column)."""
     if metric not in METRICS:
         raise ConfigError(f"--metric {metric!r}: expected one of {', '.join(METRICS)}")
     want = set(datasets) if datasets else None
-    # the latest configuration per (table, method, dataset)
-    latest: dict[tuple, tuple] = {}
-    for r in rows:
-        if want and r["dataset"] not in want:
-            continue
-        key = (r["protocol"], r["features"], r["text_order"], r["method"], r["dataset"])
-        stamp = (r["created_at"], r.get("id", 0))
-        if key not in latest or stamp > latest[key][0]:
-            latest[key] = (stamp, r["config_hash"])
-    values: dict[tuple, list[float]] = defaultdict(list)
-    for r in rows:
-        key = (r["protocol"], r["features"], r["text_order"], r["method"], r["dataset"])
-        if key in latest and latest[key][1] == r["config_hash"]:
-            values[key].append(float(r[metric]))
-
+    if want:
+        rows = [r for r in rows if r["dataset"] in want]
+    if entries:
+        known = {r["entry"] for r in rows}
+        missing = [e for e in entries if e not in known]
+        if missing:
+            raise ConfigError(f"--entry {missing[0]!r}: no such entry in the store (see `avbench results`)")
     tables: dict[tuple, dict] = defaultdict(dict)
-    for (p, f, t, m, d), vals in values.items():
-        tables[(p, f, t)][(m, d)] = np.asarray(vals, dtype=np.float64)
+    for (p, mode, f, t, m, d), members in choose_groups(rows, entries).items():
+        members = sorted(members, key=lambda r: r["seed"])
+        v = np.asarray([float(r[metric]) for r in members], dtype=np.float64)
+        lo, hi = bootstrap_ci(v)
+        first = members[0]
+        tables[(p, mode, f, t)][(m, d)] = Cell(
+            float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, len(v), lo, hi,
+            entry=first["entry"], entry_kind=first.get("entry_kind", "run"), config_hash=first["config_hash"],
+            data_fingerprint=first["data_fingerprint"],
+            revisions=sorted({r.get("git_revision") or "unknown" for r in members}),
+            reduced=any(bool(r.get("reduced_budget")) for r in members), values=[float(x) for x in v],
+        )
 
-    rng = np.random.default_rng(0)
     boards = []
-    for (p, f, t), cellvals in sorted(tables.items()):
-        cells = {}
-        for (m, d), v in sorted(cellvals.items()):
-            lo, hi = bootstrap_ci(v, rng)
-            cells[(m, d)] = Cell(float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, len(v), lo, hi)
+    for (p, mode, f, t), cells in sorted(tables.items()):
         ds = sorted({d for _, d in cells}, key=_dataset_sort_key)
+        mixed = []
         for d in ds:
-            for m, rk in _ranks({m: c.mean for (m, dd), c in cells.items() if dd == d}).items():
-                cells[(m, d)].rank = rk
+            here = {m: c for (m, dd), c in cells.items() if dd == d}
+            for m, rk in ranks({m: c.mean for m, c in here.items()}).items():
+                here[m].rank = rk
+            for m, (mark, pval) in versus_best({m: np.asarray(c.values) for m, c in here.items()}).items():
+                here[m].significance, here[m].p_value = mark, pval
+            if len({c.data_fingerprint for c in here.values()}) > 1:
+                mixed.append(d)
         methods = sorted({m for m, _ in cells})
         mean_rank = {m: float(np.mean([cells[(m, d)].rank for d in ds if (m, d) in cells])) for m in methods}
-        board = Board(p, f, t, metric, ds, methods, cells, mean_rank)
+        board = Board(p, f, t, metric, ds, methods, cells, mean_rank, protocol_mode=mode, mixed_data=mixed)
         if reported:
             attach_reported(board, reported, want)
         board.methods = sorted(board.methods, key=lambda m: (board.mean_rank.get(m, float("inf")), m))
@@ -157,15 +238,25 @@ def compile_boards(
 
 
 def attach_reported(board: Board, reported: list[dict], want: set | None) -> None:
+    """Published numbers of the board's feature set; a Δ only where protocol, mode and text order match."""
     for src in reported:
         if src["features"] != board.features:
             continue
-        board.reported_sources.append(f"{src['source']} (text order {src.get('text_order', '?')})")
+        comparable = (
+            src.get("protocol") == board.protocol
+            and src.get("text_order") == board.text_order
+            and src.get("protocol_mode", board.protocol_mode) == board.protocol_mode
+        )
+        label = f"{src['source']} (protocol {src.get('protocol', '?')}, text order {src.get('text_order', '?')})"
+        if not comparable:
+            label += " [another protocol or text order than this table: shown for reference, no Δ]"
+        board.reported_sources.append(label)
         for m, per_ds in src["results"].items():
             for d, metrics in per_ds.items():
                 if want and d not in want or board.metric not in metrics:
                     continue
                 board.reported[(m, d)] = float(metrics[board.metric])
+                board.reported_match[(m, d)] = comparable
                 if d not in board.datasets:
                     board.datasets.append(d)
                 if m not in board.methods:
@@ -179,7 +270,18 @@ def _fmt(x: float | None, nd: int = 2) -> str:
 
 
 def _cell_text(c: Cell | None) -> str:
-    return "–" if c is None else f"{c.mean:.2f} ± {c.std:.2f} ({c.n})"
+    return "–" if c is None else f"{c.mean:.2f} ± {c.std:.2f} ({c.n}){c.marks}"
+
+
+def _reported_text(board: Board, m: str, d: str) -> str:
+    """The published number, with Δ where comparable and a label where not."""
+    rep = board.reported.get((m, d))
+    if rep is None:
+        return ""
+    delta = board.delta(m, d)
+    if delta is not None:
+        return f"{rep:.2f} ({delta:+.2f})"
+    return f"{rep:.2f} (other protocol)" if not board.reported_match.get((m, d)) else f"{rep:.2f}"
 
 
 def _ci_text(c: Cell | None) -> str:
@@ -203,7 +305,10 @@ def _value(board: Board, m: str, d: str, sub: str) -> str:
     if sub == "rank":
         return "" if c is None else f"{c.rank:g}"
     if sub == "reported":
-        return _fmt(board.reported.get((m, d)))
+        rep = board.reported.get((m, d))
+        if rep is not None and not board.reported_match.get((m, d)):
+            return f"{rep:.2f}*"  # * : another protocol or text order (footnote)
+        return _fmt(rep)
     if sub == "Δ":
         delta = board.delta(m, d)
         return "" if delta is None else f"{delta:+.2f}"
@@ -234,8 +339,7 @@ def render_table(boards: list[Board], with_reported: bool = False):
                 c = b.cells.get((m, d))
                 row.append("–" if c is None else f"{_cell_text(c)}\n{_ci_text(c)} #{c.rank:g}")
                 if with_reported:
-                    rep, delta = b.reported.get((m, d)), b.delta(m, d)
-                    row.append("" if rep is None else f"{rep:.2f}" + ("" if delta is None else f" ({delta:+.2f})"))
+                    row.append(_reported_text(b, m, d))
             t.add_row(*row, _mean_rank(b, m))
         out.append(t)
     return out
@@ -257,10 +361,11 @@ def render_md(boards: list[Board], with_reported: bool = False) -> str:
 def render_csv(boards: list[Board], with_reported: bool = False) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
-    head = ["protocol", "features", "text_order", "metric", "method", "dataset", "mean", "std", "n", "ci_low",
-            "ci_high", "rank", "mean_rank"]
+    head = ["protocol", "protocol_mode", "features", "text_order", "metric", "method", "dataset", "mean", "std", "n",
+            "ci_low", "ci_high", "rank", "mean_rank", "significance", "p_holm", "significance_test", "marks", "entry",
+            "config_hash", "data_fingerprint", "code_revisions", "reduced_budget"]
     if with_reported:
-        head += ["reported", "delta"]
+        head += ["reported", "reported_comparable", "delta"]
     w.writerow(head)
     for b in boards:
         for m in b.methods:
@@ -268,19 +373,29 @@ def render_csv(boards: list[Board], with_reported: bool = False) -> str:
                 c = b.cells.get((m, d))
                 if c is None and (m, d) not in b.reported:
                     continue
-                row = [b.protocol, b.features, b.text_order, b.metric, m, d]
+                row = [b.protocol, b.protocol_mode, b.features, b.text_order, b.metric, m, d]
                 row += ["", "", "", "", "", ""] if c is None else [
                     f"{c.mean:.4f}", f"{c.std:.4f}", c.n, f"{c.ci_low:.4f}", f"{c.ci_high:.4f}", f"{c.rank:g}"]
                 row.append(_mean_rank(b, m))
+                row += ["", "", "", "", "", "", "", "", ""] if c is None else [
+                    c.significance, "" if c.p_value is None else f"{c.p_value:.4g}", TEST_NAME, c.marks, c.entry,
+                    c.config_hash, c.data_fingerprint, " ".join(c.revisions), str(c.reduced).lower()]
                 if with_reported:
                     rep, delta = b.reported.get((m, d)), b.delta(m, d)
-                    row += [_fmt(rep, 4), "" if delta is None else f"{delta:.4f}"]
+                    comp = "" if rep is None else str(bool(b.reported_match.get((m, d)))).lower()
+                    row += [_fmt(rep, 4), comp, "" if delta is None else f"{delta:.4f}"]
                 w.writerow(row)
     return buf.getvalue()
 
 
+_TEX_SYMBOLS = (("±", r"$\pm$"), ("≈", r"$\approx$"), ("†", r"$\dagger$"), ("‡", r"$\ddagger$"), ("α", r"$\alpha$"),
+                ("×", r"$\times$"), ("Δ", r"$\Delta$"), ("§", r"\S{}"), ("—", "---"), ("–", "--"), ("∪", r"$\cup$"))
+
+
 def _tex_escape(s: str) -> str:
     for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"), ("$", r"\$")):
+        s = s.replace(a, b)
+    for a, b in _TEX_SYMBOLS:  # plain pdflatex: no Unicode symbols
         s = s.replace(a, b)
     return s
 
@@ -291,15 +406,14 @@ def render_tex(boards: list[Board], with_reported: bool = False) -> str:
         per = 3 if with_reported else 2  # mean±std, rank[, reported, Δ -> shown as reported (Δ)]
         spec = "l" + ("r" * per) * len(b.datasets) + "r"
         lines = [
-            "% " + b.title,
-            "% " + b.note,
+            "% " + _tex_escape(b.title),
             r"\begin{tabular}{" + spec + "}",
             r"\toprule",
             " & ".join(["Method"] + [rf"\multicolumn{{{per}}}{{c}}{{{_tex_escape(DATASET_TITLES.get(d, d))}}}" for d in b.datasets] + ["Mean rank"]) + r" \\",
         ]
         rules = " ".join(rf"\cmidrule(lr){{{2 + i * per}-{1 + (i + 1) * per}}}" for i in range(len(b.datasets)))
         lines.append(rules)
-        sub = [r"$\mu \pm \sigma$ (n)", "rank"] + (["reported (Δ)"] if with_reported else [])
+        sub = [r"$\mu \pm \sigma$ (n)", "rank"] + ([_tex_escape("reported (Δ)")] if with_reported else [])
         lines.append(" & ".join([""] + sub * len(b.datasets) + [""]) + r" \\")
         lines.append(r"\midrule")
         best = {d: min((c.rank for (m, dd), c in b.cells.items() if dd == d), default=None) for d in b.datasets}
@@ -311,13 +425,15 @@ def render_tex(boards: list[Board], with_reported: bool = False) -> str:
                     cells += ["--", ""]
                 else:
                     txt = rf"{c.mean:.2f} $\pm$ {c.std:.2f} ({c.n})"
-                    cells += [rf"\textbf{{{txt}}}" if c.rank == best[d] else txt, f"{c.rank:g}"]
+                    txt = rf"\textbf{{{txt}}}" if c.rank == best[d] else txt
+                    if c.marks:
+                        txt += "$^{" + "".join(_tex_escape(x).strip("$") for x in c.marks) + "}$"
+                    cells += [txt, f"{c.rank:g}"]
                 if with_reported:
-                    rep, delta = b.reported.get((m, d)), b.delta(m, d)
-                    cells.append("" if rep is None else f"{rep:.2f}" + ("" if delta is None else f" ({delta:+.2f})"))
+                    cells.append(_tex_escape(_reported_text(b, m, d)))
             cells.append(_mean_rank(b, m))
             lines.append(" & ".join(cells) + r" \\")
-        lines += [r"\bottomrule", r"\end{tabular}", ""]
+        lines += [r"\bottomrule", r"\end{tabular}", "", r"\par\footnotesize " + _tex_escape(b.note), ""]
         parts.append("\n".join(lines))
     return "\n".join(parts)
 
@@ -399,6 +515,12 @@ def render_html(boards: list[Board], with_reported: bool = False) -> str:
                 else:
                     v = None
                 cls = ' class="best"' if s == "rank" and c is not None and c.rank == 1 else ""
+                if s == "mean ± std (n)" and c is not None:
+                    tip = f"entry {c.entry}; config {c.config_hash[:8]}; data {c.data_fingerprint[:8]}; " \
+                          f"code {', '.join(c.revisions)}; {c.significance}" + \
+                          ("" if c.p_value is None else f" (Holm p = {c.p_value:.3g})")
+                    cls += f' title="{e(tip)}"'
+
                 dv = "" if v is None else f' data-v="{v}"'
                 out.append(f"<td{dv}{cls}>{e(_value(b, m, d, s))}</td>")
             mr = b.mean_rank.get(m)

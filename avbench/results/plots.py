@@ -104,3 +104,40 @@ def val_per_epoch(row: dict, out_dir: str | Path) -> list[Path]:
     ax.set_title(_run_title(row), fontsize=10)
     ax.legend(fontsize=8)
     return _save(fig, out_dir, f"val_hm_{row['id']}")
+
+
+def cd_diagrams(boards: list[Board], out_dir: str | Path) -> list[Path]:
+    """A critical-difference diagram per table with ≥ 3 methods on ≥ 2 shared datasets.
+
+    Mean ranks across datasets (rank 1 = best per dataset); methods joined by a bar are
+    not significantly different by the Nemenyi test after a Friedman test
+    (``results.stats.critical_difference``, drawn by scikit-posthocs).
+    """
+    import scikit_posthocs as sp
+
+    from avbench.results.stats import critical_difference
+
+    plt = _plt()
+    paths, reasons = [], []
+    for b in boards:
+        scores: dict[str, dict[str, float]] = {}
+        for (m, d), c in b.cells.items():
+            scores.setdefault(m, {})[d] = c.mean
+        try:
+            cd = critical_difference(scores)
+        except ValueError as e:
+            reasons.append(f"{b.title}: {e}")
+            continue
+        fig, ax = plt.subplots(figsize=(7, 0.6 + 0.35 * len(cd["mean_rank"])))
+        sp.critical_difference_diagram(cd["mean_rank"], cd["nemenyi"], ax=ax)
+        title = (f"{b.metric}: mean rank over {len(cd['datasets'])} datasets ({', '.join(cd['datasets'])}); "
+                 f"Friedman p = {cd['friedman_p']:.3g}; bars: Nemenyi p ≥ 0.05\n"
+                 f"{b.protocol} · {b.features} · text {b.text_order}")
+        if cd["dropped"]:
+            title += f"\nleft out (missing a dataset): {', '.join(cd['dropped'])}"
+        ax.set_title(title, fontsize=8)
+        stem = f"cd_{b.metric.lower()}_{b.protocol}_{b.protocol_mode}_{b.features}_{b.text_order}"
+        paths += _save(fig, out_dir, stem)
+    if not paths:
+        raise DataError("no critical-difference diagram to draw: " + ("; ".join(reasons) or "the store has no results"))
+    return paths

@@ -3,11 +3,19 @@
 URL: ``--db`` or ``$AVBENCH_DB``; default ``sqlite:///$AVBENCH_HOME/results.db``.
 PostgreSQL (``postgresql://user@host/db``) is the multi-machine backend.
 
-Writes are idempotent on (method, dataset, features, protocol, text order, config
-hash, seed, data fingerprint): the first result for a key is kept, rerunning never
-adds a row (an INSERT ... ON CONFLICT DO NOTHING, so concurrent writers cannot
-race). Schema creation is serialised (a PostgreSQL advisory lock; SQLite's write
-lock) so several processes may start at once.
+Every result belongs to an *entry*: the finals of one sweep (``entry_kind="sweep"``,
+named after the sweep) or a group of ``avbench run`` results (``entry_kind="run"``;
+``--entry NAME``, by default one entry per configuration, budget and data, see
+:func:`default_entry`). A leaderboard cell shows one entry's results of one
+configuration and data version, never a mixture.
+
+Writes are idempotent on (entry, method, dataset, features, protocol, protocol mode,
+text order, config hash, seed, data fingerprint): the first result for a key is
+kept, rerunning never adds a row (an INSERT ... ON CONFLICT DO NOTHING, so
+concurrent writers cannot race). Schema creation and the migration of stores
+written before entries existed (Alembic operations, batch mode on SQLite) are
+serialised (a PostgreSQL advisory lock; SQLite's write lock), so several processes
+may start at once.
 """
 
 from __future__ import annotations
@@ -23,13 +31,17 @@ from typing import Any, Iterable
 
 from sqlalchemy import (
     JSON,
+    Boolean,
+    Column,
     DateTime,
     Float,
     Integer,
     String,
     UniqueConstraint,
     create_engine,
+    delete,
     event,
+    inspect,
     select,
     text,
 )
@@ -40,7 +52,12 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from avbench import __version__
 from avbench.errors import AvbenchError
 
-KEY_FIELDS = ("method", "dataset", "features", "protocol", "text_order", "config_hash", "seed", "data_fingerprint")
+KEY_FIELDS = (
+    "entry", "method", "dataset", "features", "protocol", "protocol_mode", "text_order", "config_hash", "seed",
+    "data_fingerprint",
+)
+LEGACY_KEY_FIELDS = ("method", "dataset", "features", "protocol", "text_order", "config_hash", "seed", "data_fingerprint")
+ENTRY_KINDS = ("sweep", "run")
 METRICS = ("S", "U", "HM", "ZSL")
 SCHEMA_LOCK_KEY = 0x61766265  # PostgreSQL advisory lock serialising schema creation
 
@@ -55,15 +72,22 @@ class Base(DeclarativeBase):
 
 class Result(Base):
     __tablename__ = "avbench_results"
-    __table_args__ = (UniqueConstraint(*KEY_FIELDS, name="uq_avbench_result_key"),)
+    __table_args__ = (UniqueConstraint(*KEY_FIELDS, name="uq_avbench_result_entry_key"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    entry: Mapped[str] = mapped_column(String(200), index=True)
+    entry_kind: Mapped[str] = mapped_column(String(16))  # sweep | run
     method: Mapped[str] = mapped_column(String(64), index=True)
     dataset: Mapped[str] = mapped_column(String(64), index=True)
     features: Mapped[str] = mapped_column(String(32))
     protocol: Mapped[str] = mapped_column(String(32))
+    protocol_mode: Mapped[str] = mapped_column(String(16))  # platform | reference
+    protocol_options: Mapped[dict] = mapped_column(JSON)
     text_order: Mapped[str] = mapped_column(String(16))
     seed: Mapped[int] = mapped_column(Integer)
+    search_seeds: Mapped[list | None] = mapped_column(JSON, nullable=True)  # seeds the sweep's trials used
+    reduced_budget: Mapped[bool] = mapped_column(Boolean)  # fewer epochs/batches than the protocol's default
+    threads: Mapped[int | None] = mapped_column(Integer, nullable=True)  # torch CPU threads (None: unknown)
     S: Mapped[float] = mapped_column(Float)  # ×100, as reported
     U: Mapped[float] = mapped_column(Float)
     HM: Mapped[float] = mapped_column(Float)
@@ -143,16 +167,49 @@ def _normalise_url(url: str) -> str:
     return url
 
 
-def row_from_result(result, mlflow_run_id: str | None = None, env: dict | None = None) -> dict:
-    """The store row of a protocol RunResult."""
+def is_reduced_budget(config: dict, default_budget: dict | None) -> bool:
+    """Fewer epochs or batches per epoch (or smaller batches) than the protocol's default for the method."""
+    if not default_budget:
+        return False
+    return any(int(config.get(k, v)) < int(v) for k, v in default_budget.items())
+
+
+def default_entry(row: dict) -> str:
+    """The entry of an ``avbench run`` result given no ``--entry``: one per configuration
+    (budget included), protocol, text order and data version."""
+    mode = "" if row.get("protocol_mode", "platform") == "platform" else f"/{row['protocol_mode']}"
+    return (
+        f"run/{row['method']}/{row['dataset']}-{row['features']}/{row['protocol']}{mode}/{row['text_order']}/"
+        f"{row['config_hash'][:8]}/{row['data_fingerprint'][:8]}"
+    )
+
+
+def row_from_result(
+    result,
+    mlflow_run_id: str | None = None,
+    env: dict | None = None,
+    *,
+    entry: str | None = None,
+    entry_kind: str = "run",
+    search_seeds: list[int] | None = None,
+) -> dict:
+    """The store row of a protocol RunResult, in ``entry`` (default: :func:`default_entry`)."""
+    if entry_kind not in ENTRY_KINDS:
+        raise StoreError(f"entry kind {entry_kind!r}: expected one of {', '.join(ENTRY_KINDS)}")
     env = env or environment()
-    return {
+    row = {
+        "entry_kind": entry_kind,
         "method": result.method,
         "dataset": result.dataset,
         "features": result.features,
         "protocol": result.protocol,
+        "protocol_mode": getattr(result, "protocol_mode", "platform"),
+        "protocol_options": dict(getattr(result, "protocol_options", {}) or {}),
         "text_order": result.text_order,
         "seed": int(result.seed),
+        "search_seeds": [int(x) for x in search_seeds] if search_seeds is not None else None,
+        "reduced_budget": is_reduced_budget(result.config, getattr(result, "default_budget", None)),
+        "threads": int(result.threads) if getattr(result, "threads", 0) else None,
         **{m: 100.0 * float(getattr(result, m)) for m in METRICS},
         "beta": float(result.beta),
         "best_epoch": int(result.best_epoch),
@@ -168,9 +225,17 @@ def row_from_result(result, mlflow_run_id: str | None = None, env: dict | None =
             "val": result.val,
             "beta_curve": result.beta_curve,
             "stage2_epochs": result.stage2_epochs,
+            "default_budget": getattr(result, "default_budget", {}),
         },
         "created_at": datetime.now(timezone.utc),
     }
+    row["entry"] = entry or default_entry(row)
+    return row
+
+
+# what every result of one `run` entry shares (a sweep's entry may move to a new best configuration)
+ENTRY_IDENTITY = ("entry_kind", "method", "dataset", "features", "protocol", "protocol_mode", "text_order",
+                  "config_hash", "data_fingerprint")
 
 
 class Store:
@@ -203,10 +268,11 @@ class Store:
                     if self.backend == "postgresql":  # one creator at a time across processes
                         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SCHEMA_LOCK_KEY})
                     Base.metadata.create_all(conn, checkfirst=True)
+                    _migrate(conn)
                 return
             except DBAPIError as e:
-                # another process created the table between our check and our CREATE: check again
-                if "already exists" in str(e) and attempt < 4:
+                # another process created the table (or migrated it) between our check and ours: check again
+                if ("already exists" in str(e) or "duplicate column" in str(e)) and attempt < 4:
                     continue
                 raise StoreError(
                     f"results store {self._safe_url()}: cannot connect or create tables ({_first_line(e)})"
@@ -227,6 +293,14 @@ class Store:
             from sqlalchemy.dialects.sqlite import insert
         else:  # pragma: no cover - other backends: plain insert guarded by the unique key
             insert = None
+        for row in rows:
+            row.setdefault("entry_kind", "run")
+            row.setdefault("protocol_mode", "platform")
+            row.setdefault("protocol_options", {})
+            row.setdefault("reduced_budget", False)
+            row.setdefault("entry", default_entry(row))
+        for row in {r["entry"]: r for r in rows}.values():
+            self.check_entry(row)
         out = []
         try:
             with Session(self.engine) as session, session.begin():
@@ -249,8 +323,53 @@ class Store:
             raise StoreError(f"results store {self._safe_url()}: {_first_line(e)}") from None
         return out
 
-    def add(self, result, mlflow_run_id: str | None = None) -> tuple[int, bool]:
-        return self.add_rows([row_from_result(result, mlflow_run_id)])[0]
+    def add(
+        self,
+        result,
+        mlflow_run_id: str | None = None,
+        *,
+        entry: str | None = None,
+        entry_kind: str = "run",
+        search_seeds: list[int] | None = None,
+    ) -> tuple[int, bool]:
+        row = row_from_result(result, mlflow_run_id, entry=entry, entry_kind=entry_kind, search_seeds=search_seeds)
+        return self.add_rows([row])[0]
+
+    def check_entry_compatible(self, entry: str, **identity) -> None:
+        """Before a run: would a result with this identity fit the named entry? (See :meth:`check_entry`.)"""
+        existing = self.rows(columns=list(ENTRY_IDENTITY), entry=entry)
+        if not existing:
+            return
+        first = existing[0]
+        if first["entry_kind"] != "run":
+            raise StoreError(f"entry {entry!r} holds the finals of a sweep; `avbench run` results need another --entry")
+        for k, v in identity.items():
+            if first[k] != v:
+                raise StoreError(
+                    f"entry {entry!r} holds {k}={first[k]!r}; this run has {k}={v!r}: one entry is one configuration "
+                    f"on one data version (choose another --entry)"
+                )
+
+    def check_entry(self, row: dict) -> None:
+        """A named ``run`` entry holds one configuration of one method on one data version:
+        refuse a result that differs (one line naming the entry and what differs)."""
+        existing = self.rows(columns=list(ENTRY_IDENTITY), entry=row["entry"])
+        if not existing:
+            return
+        first = existing[0]
+        if first["entry_kind"] != row["entry_kind"]:
+            raise StoreError(
+                f"entry {row['entry']!r} holds {first['entry_kind']} results; this is a {row['entry_kind']} result "
+                f"(choose another --entry)"
+            )
+        if row["entry_kind"] == "sweep":
+            return  # a resumed sweep may move its entry to a new best configuration (a new cell)
+        for k in ENTRY_IDENTITY:
+            if first[k] != row[k]:
+                raise StoreError(
+                    f"entry {row['entry']!r} holds {k}={first[k]!r}; this result has {k}={row[k]!r}: one entry is "
+                    f"one configuration on one data version (choose another --entry)"
+                )
 
     # -- reading ------------------------------------------------------------
     def rows(self, columns: Iterable[str] | None = None, **filters) -> list[dict]:
@@ -271,11 +390,71 @@ class Store:
             raise StoreError(f"result {result_id}: no such result in {self._safe_url()} (see `avbench results`)")
         return rows[0]
 
+    def delete_entry(self, entry: str) -> int:
+        """Remove every result of ``entry``; the number removed (0: no such entry)."""
+        with Session(self.engine) as session, session.begin():
+            n = session.execute(delete(Result).where(Result.entry == entry)).rowcount
+        return int(n or 0)
+
+    def entries(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(select(Result.entry).distinct().order_by(Result.entry))]
+
     def count(self) -> int:
         from sqlalchemy import func
 
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(Result)).scalar_one())
+
+
+def _migrate(conn) -> None:
+    """Bring a store written before entries existed to the current schema (idempotent).
+
+    Old rows become entries: sweep finals (they carry an MLflow run id) of kind ``sweep``
+    named ``migrated-sweep/<method>/<dataset>-<features>/<protocol>/<config>``, others the
+    default run entry; their budget is unknown, so they count as full-budget.
+    """
+    cols = {c["name"] for c in inspect(conn).get_columns(Result.__tablename__)}
+    if "entry" in cols:
+        return
+    from alembic.migration import MigrationContext
+    from alembic.operations import Operations
+
+    op = Operations(MigrationContext.configure(conn))
+    new_cols = [
+        Column("entry", String(200), nullable=True),
+        Column("entry_kind", String(16), nullable=True),
+        Column("protocol_mode", String(16), nullable=True),
+        Column("protocol_options", JSON, nullable=True),
+        Column("search_seeds", JSON, nullable=True),
+        Column("reduced_budget", Boolean, nullable=True),
+        Column("threads", Integer, nullable=True),
+    ]
+    with op.batch_alter_table(Result.__tablename__) as batch:
+        for c in new_cols:
+            batch.add_column(c)
+    table = Result.__table__
+    rows = conn.execute(select(table.c.id, *[table.c[k] for k in LEGACY_KEY_FIELDS], table.c.mlflow_run_id)).all()
+    for r in rows:
+        m = dict(r._mapping)
+        m["protocol_mode"] = "platform"
+        if m["mlflow_run_id"]:
+            kind = "sweep"
+            entry = (f"migrated-sweep/{m['method']}/{m['dataset']}-{m['features']}/{m['protocol']}/"
+                     f"{m['config_hash'][:8]}")
+        else:
+            kind, entry = "run", default_entry(m)
+        conn.execute(
+            table.update().where(table.c.id == m["id"]).values(
+                entry=entry, entry_kind=kind, protocol_mode="platform", protocol_options={}, reduced_budget=False
+            )
+        )
+    with op.batch_alter_table(Result.__tablename__) as batch:
+        batch.drop_constraint("uq_avbench_result_key", type_="unique")
+        for name in ("entry", "entry_kind", "protocol_mode", "protocol_options", "reduced_budget"):
+            batch.alter_column(name, nullable=False)
+        batch.create_unique_constraint("uq_avbench_result_entry_key", list(KEY_FIELDS))
+        batch.create_index("ix_avbench_results_entry", ["entry"])
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

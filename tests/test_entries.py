@@ -1,0 +1,148 @@
+"""Leaderboard entries: a cell shows one entry of one configuration on one data version."""
+
+import csv
+import io
+
+import pytest
+from sqlalchemy import MetaData, Table, UniqueConstraint, create_engine, insert
+from test_results import make_row
+
+from avbench.cli import main
+from avbench.results import leaderboard as lb
+from avbench.results.store import LEGACY_KEY_FIELDS, Result, Store, StoreError
+
+
+def _sweep(seeds, HM, created=0, entry="avca-ucf-sweep", **kw):
+    return [make_row("avca", "ucf", s, HM + s, entry=entry, entry_kind="sweep", created=created + s, **kw)
+            for s in seeds]
+
+
+def _cell(rows, method="avca", dataset="ucf", **kw):
+    boards = lb.compile_boards([dict(r, id=i) for i, r in enumerate(rows)], **kw)
+    (b,) = boards
+    return b, b.cells[(method, dataset)]
+
+
+def test_data_versions_are_never_pooled():
+    rows = [make_row(seed=s, HM=30.0 + s, data_fingerprint="old") for s in range(3)]
+    rows += [make_row(seed=s, HM=60.0 + s, data_fingerprint="new", created=100) for s in range(2)]
+    _, c = _cell(rows)
+    assert (c.n, c.mean, c.data_fingerprint) == (2, 60.5, "new")  # the re-imported data's results only
+
+
+def test_a_smoke_run_after_a_sweep_never_replaces_its_finals():
+    rows = _sweep([3, 4, 5], 50.0)
+    # later: `avbench run --epochs 1` (reduced budget), then a full-budget single run of another config
+    rows.append(make_row(seed=0, HM=5.0, config_hash="smoke", reduced_budget=True, created=1000))
+    b, c = _cell(rows)
+    assert (c.entry, c.n, c.mean) == ("avca-ucf-sweep", 3, 54.0) and not c.reduced
+    rows.append(make_row(seed=0, HM=70.0, config_hash="manual", created=2000))
+    _, c = _cell(rows)
+    assert c.entry == "avca-ucf-sweep"  # a sweep entry is preferred over a later single run
+
+
+def test_a_reduced_budget_entry_is_marked_and_never_displaces_a_full_one():
+    full = [make_row(seed=s, HM=40.0, config_hash="full") for s in range(2)]
+    reduced = [make_row(seed=s, HM=10.0, config_hash="tiny", reduced_budget=True, created=500) for s in range(3)]
+    _, c = _cell(full + reduced)
+    assert (c.config_hash, c.reduced) == ("full", False)
+    b, c = _cell(reduced)  # alone, it is shown, marked
+    assert c.reduced and "‡" in c.marks
+    assert "‡" in lb.render([b], "md") and "reduced budget" in b.note
+    assert "ddagger" in lb.render([b], "tex")
+    (r,) = list(csv.DictReader(io.StringIO(lb.render([b], "csv"))))
+    assert r["reduced_budget"] == "true"
+
+
+def test_two_code_revisions_in_one_entry_are_flagged_in_every_format():
+    rows = [make_row(seed=0, HM=40.0, git_revision="aaaa"), make_row(seed=1, HM=41.0, git_revision="bbbb")]
+    b, c = _cell(rows)
+    assert c.n == 2 and c.revisions == ["aaaa", "bbbb"] and "†" in c.marks
+    assert "†" in lb.render([b], "md") and "aaaa" in b.note
+    assert r"\dagger" in lb.render([b], "tex")
+    html = lb.render([b], "html")
+    assert "†" in html and "code aaaa, bbbb" in html
+    (r,) = list(csv.DictReader(io.StringIO(lb.render([b], "csv"))))
+    assert r["code_revisions"] == "aaaa bbbb" and "†" in r["marks"]
+    _, one = _cell([make_row(seed=0, git_revision="aaaa"), make_row(seed=1, git_revision="aaaa")])
+    assert "†" not in one.marks
+
+
+def test_explicit_entry_selection_and_unknown_entry():
+    rows = _sweep([1, 2], 50.0, entry="first") + _sweep([1, 2], 20.0, entry="second", created=100)
+    assert _cell(rows)[1].entry == "second"  # default: the latest sweep
+    assert _cell(rows, entries=["first"])[1].mean == 51.5
+    with pytest.raises(Exception, match="no such entry"):
+        lb.compile_boards(rows, entries=["third"])
+
+
+def test_a_named_run_entry_holds_one_configuration(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    store.add_rows([make_row(seed=0, entry="mine")])
+    store.add_rows([make_row(seed=1, entry="mine", git_revision="other")])  # another revision: allowed, flagged
+    with pytest.raises(StoreError, match="entry 'mine' holds config_hash='c0'; this result has config_hash='c9'"):
+        store.add_rows([make_row(seed=2, entry="mine", config_hash="c9")])
+    with pytest.raises(StoreError, match="holds run results"):
+        store.add_rows([make_row(seed=2, entry="mine", entry_kind="sweep")])
+    assert store.count() == 2
+
+
+def test_cli_run_entry_results_and_delete(tmp_path, capsys):
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    base = ["run", "--quiet", "--json", "--db", db, "--epochs", "1", "--batches-per-epoch", "2",
+            "--set", "batch_size=16", "--set", "hidden_encoder=16"]
+    assert main(base + ["--seed", "0", "--entry", "smoke"]) == 0
+    capsys.readouterr()
+    # another configuration into the same entry: refused before any training
+    assert main(base + ["--seed", "1", "--entry", "smoke", "--set", "lr=0.01"]) == 2
+    err = capsys.readouterr().err
+    assert "entry 'smoke' holds config_hash" in err and len(err.strip().splitlines()) == 1
+    assert main(base + ["--seed", "0"]) == 0  # default entry: one per configuration, budget and data
+    capsys.readouterr()
+    rows = Store(db).rows(columns=["entry", "reduced_budget", "threads"])
+    assert {r["entry"] for r in rows} == {"smoke", rows[1]["entry"]} and rows[1]["entry"].startswith("run/avca/")
+    assert all(r["reduced_budget"] for r in rows) and all(r["threads"] >= 1 for r in rows)
+    assert main(["results", "--db", db, "--entry", "smoke"]) == 0
+    out = capsys.readouterr().out
+    assert "smoke" in out and "run/avca" not in out
+    assert main(["leaderboard", "--db", db, "--format", "csv", "--entry", "smoke"]) == 0
+    assert "smoke" in capsys.readouterr().out
+    assert main(["results", "delete", "--db", db, "--entry", "smoke"]) == 0
+    assert "1 results" in capsys.readouterr().out
+    assert main(["results", "delete", "--db", db, "--entry", "smoke"]) == 2
+    assert "no such entry" in capsys.readouterr().err
+    assert Store(db).count() == 1
+
+
+NEW_COLUMNS = {"entry", "entry_kind", "protocol_mode", "protocol_options", "search_seeds", "reduced_budget", "threads"}
+
+
+def _legacy_store(url, rows):
+    """A store as avbench wrote it before entries existed (the old columns and unique key)."""
+    md = MetaData()
+    table = Table(Result.__tablename__, md,
+                  *[c._copy() for c in Result.__table__.columns if c.name not in NEW_COLUMNS],
+                  UniqueConstraint(*LEGACY_KEY_FIELDS, name="uq_avbench_result_key"))
+    eng = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    md.create_all(eng)
+    with eng.begin() as conn:
+        for r in rows:
+            conn.execute(insert(table).values(**{k: v for k, v in r.items() if k not in NEW_COLUMNS}))
+    eng.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_an_old_store_is_migrated(backend, tmp_path, pg_schema):
+    url = f"sqlite:///{tmp_path / 'old.db'}" if backend == "sqlite" else pg_schema()
+    _legacy_store(url, [make_row(seed=0, HM=30.0), make_row(seed=1, HM=32.0),
+                        make_row(seed=0, HM=50.0, config_hash="swept", mlflow_run_id="run1", created=10)])
+    store = Store(url)
+    rows = store.rows(columns=["seed", "entry", "entry_kind", "protocol_mode", "reduced_budget"])
+    assert len(rows) == 3 and all(r["protocol_mode"] == "platform" and not r["reduced_budget"] for r in rows)
+    kinds = {r["entry"]: r["entry_kind"] for r in rows}
+    assert sorted(kinds.values()) == ["run", "sweep"] and len(kinds) == 2
+    assert store.add_rows([make_row(seed=1, HM=99.0)]) == [(2, False)]  # the old row keeps its key
+    assert store.add_rows([make_row(seed=2, HM=31.0)])[0][1] is True
+    Store(url)  # opening again is a no-op
+    board = lb.compile_boards(store.rows(columns=lb.ROW_COLUMNS + ["HM"]))[0]
+    assert board.cells[("avca", "ucf")].entry.startswith("migrated-sweep/")  # the old sweep's finals are shown
