@@ -3,7 +3,7 @@
 Fills a fresh SQLite store (or --db URL) with 10,000 results: 12 methods x 3
 datasets x 2 feature sets x 2 protocols x 2 text orders x ~35 seeds, then times
 what `avbench leaderboard` does: the query, compiling every table (means, stds,
-bootstrap CIs, ranks) and rendering. Prints one JSON line. Target <= 1 s on a
+bootstrap CIs, ranks, significance tests) and rendering. Prints one JSON line. Target <= 1 s on a
 2-core machine.
 """
 
@@ -58,8 +58,7 @@ def main() -> None:
         times = []
         for _ in range(3):
             t = time.perf_counter()
-            rows = store.rows(columns=["id", "method", "dataset", "features", "protocol", "text_order",
-                                       "config_hash", "seed", "created_at", "HM"])
+            rows = store.rows(columns=lb.ROW_COLUMNS + ["HM"])
             boards = lb.compile_boards(rows, metric="HM")
             for fmt in ("md", "html"):
                 lb.render(boards, fmt)
