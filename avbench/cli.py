@@ -1,6 +1,6 @@
 """The ``avbench`` command line.
 
-    avbench run [--method avca] [--dataset synthetic] [--seed 0] [--protocol avca2022] ...
+    avbench run [--method avca] [--dataset synthetic] [--seed 0] [--protocol avca2022|reference] ...
     avbench data import --root DIR --dataset ucf --features main
     avbench datasets
     avbench methods
@@ -53,6 +53,8 @@ def cmd_run(args) -> int:
         overrides["epochs"] = args.epochs
     if args.batches_per_epoch is not None:
         overrides["batches_per_epoch"] = args.batches_per_epoch
+    if args.threads is not None:
+        overrides["threads"] = args.threads
     store = None
     if not args.no_store:  # open the store first: an unreachable store or a clashing --entry fails before training
         from avbench.protocol.run import resolve_config
@@ -60,7 +62,11 @@ def cmd_run(args) -> int:
 
         store = Store(args.db, args.home)
         if args.entry:
-            config = resolve_config(args.method, bench.dataset, bench.features, {**bench.budget, **overrides})
+            from avbench.protocol.presets import resolve_protocol
+
+            _, protocol_options, _ = resolve_protocol(args.method, args.protocol, bench.dataset, bench.features)
+            config = resolve_config(args.method, bench.dataset, bench.features, {**bench.budget, **overrides},
+                                    protocol_options=protocol_options)
             store.check_entry_compatible(args.entry, method=args.method, dataset=bench.dataset,
                                          features=bench.features, config_hash=config_hash(config),
                                          data_fingerprint=bench.fingerprint,
@@ -257,6 +263,7 @@ def cmd_sweep(args) -> int:
         dataset=args.dataset,
         trials=args.trials,
         seeds=args.seeds,
+        search_seeds=args.search_seeds,
         max_concurrent=args.max_concurrent,
         gpus_per_trial=args.gpus_per_trial,
         cpus_per_trial=args.cpus_per_trial,
@@ -278,14 +285,67 @@ def cmd_sweep(args) -> int:
         return 0
     con = _console()
     what = "resumed" if summary["resumed"] else "ran"
-    con.print(f"sweep {summary['name']}: {what}; {summary['trials']} trials; best validation HM "
-              f"{summary['best_val_hm']:.2f} with {summary['best_config']}")
+    con.print(f"sweep {summary['name']}: {what}; {summary['trials']} trials on seeds {summary['search_seeds']}; "
+              f"best validation HM {summary['best_val_hm']:.2f} with {summary['best_config']}")
+    con.print(f"  finals on seeds {summary['final_seeds']} (entry {summary['entry']})")
     for f in summary["finals"]:
         con.print(f"  final seed {f['seed']}: test HM {f['HM']:.2f}, ZSL {f['ZSL']:.2f} -> result {f['result_id']}")
     if summary["finals_already_stored"]:
         con.print(f"  seeds already in the store: {summary['finals_already_stored']}")
     con.print(f"MLflow: {summary['tracking_uri']} (avbench ui); see `avbench leaderboard`")
     return 0
+
+
+def cmd_suite(args) -> int:
+    from avbench.search.suite import load_suite, run_suite, suite_status
+
+    suite = load_suite(args.suite)
+    con, err = _console(), _console(stderr=True)
+    if args.suite_command == "status":
+        rows = suite_status(suite, home=args.home, db=args.db, storage=args.storage)
+        if args.json:
+            sys.stdout.write(json.dumps({"suite": suite.name, "sweeps": rows}, default=str) + "\n")
+            return 0
+        from rich.table import Table
+
+        t = Table(title=f"suite {suite.name} ({suite.path})")
+        for col in ("sweep", "state", "trials", "best val HM", "finals", "note"):
+            t.add_column(col)
+        for r in rows:
+            best = r.get("best")
+            t.add_row(r["sweep"], r["state"], r.get("trials", "-"), "-" if best is None else f"{best:.2f}",
+                      r.get("finals", "-"), r.get("note", ""))
+        con.print(t)
+        return 0
+    live = not args.quiet and err.is_terminal
+    summary = run_suite(suite, home=args.home, db=args.db, storage=args.storage, tracking_uri=args.tracking_uri,
+                        address=args.address, console=None if args.quiet else err, live=live,
+                        log_every=args.log_every, out=args.out)
+    boards = summary.pop("boards")
+    failed = summary["failed"]
+    if args.json:
+        sys.stdout.write(json.dumps(summary, default=str) + "\n")
+        return 1 if failed else 0
+    from avbench.results import leaderboard as lb
+
+    for s in summary["sweeps"]:
+        if s["state"] == "skipped":
+            err.print(f"skipped {s['name']}: {s['reason']}", markup=False)
+        elif s["state"] == "failed":
+            err.print(f"failed {s['name']}: {s['error']}", markup=False)
+    if boards:
+        for t in lb.render_table(boards):
+            con.print(t)
+    else:
+        con.print(f"suite {suite.name}: no finished sweep, no leaderboard")
+    con.print(f"suite {suite.name}: {summary['ran']} sweeps ran, {summary['done']} done, {summary['skipped']} "
+              f"skipped, {failed} failed in {summary['wall_seconds']:.0f} s; entries: `avbench leaderboard "
+              f"--entry {suite.name}.<method>.<dataset>`", markup=False)
+    if summary["written"]:
+        con.print("wrote " + ", ".join(summary["written"]), markup=False)
+    if summary["cd"] and summary["cd"] != "drawn":
+        con.print(f"no CD diagram: {summary['cd']}", markup=False)
+    return 1 if failed else 0
 
 
 def cmd_ui(args) -> int:
@@ -352,7 +412,7 @@ def cmd_methods(args) -> int:
 # ---------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from avbench.data.layout import FEATURES
-    from avbench.protocol.presets import DEFAULT_PRESET, PRESETS
+    from avbench.protocol.presets import DEFAULT_PRESET, PROTOCOLS
 
     p = argparse.ArgumentParser(prog="avbench", description="Audio-visual GZSL benchmark platform")
     p.add_argument("--version", action="version", version=f"avbench {__version__}")
@@ -367,12 +427,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--method", default="avca")
     r.add_argument("--dataset", default="synthetic", help="synthetic, or an imported name: ucf, ucf-cls, activitynet, ...")
     r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--protocol", default=DEFAULT_PRESET, choices=sorted(PRESETS))
+    r.add_argument("--protocol", default=DEFAULT_PRESET, choices=PROTOCOLS,
+                   help="a preset (one protocol for every method) or reference (each method's own code's protocol)")
     r.add_argument("--epochs", type=int, default=None, help="epoch budget of stage 1 (default: method/dataset default)")
     r.add_argument("--batches-per-epoch", type=int, default=None)
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any method or protocol setting")
     r.add_argument("--legacy-text-order", action="store_true", help="the public code's misaligned class embeddings")
     r.add_argument("--device", default="auto", help="cpu, cuda, or auto: cuda when available (default)")
+    r.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default 1): results are bit-reproducible for a given count, not across "
+                        "counts, so the count is part of the run's settings")
     r.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument("--no-store", action="store_true", help="do not write the result to the results store")
@@ -405,7 +469,10 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--method", required=True)
     sw.add_argument("--dataset", required=True)
     sw.add_argument("--trials", type=int, default=20)
-    sw.add_argument("--seeds", type=int, default=3, help="seeds of the final runs of the best configuration")
+    sw.add_argument("--seeds", type=int, default=3,
+                    help="final runs of the best configuration, on the seeds after the search seeds (K..K+S-1)")
+    sw.add_argument("--search-seeds", type=int, default=1,
+                    help="seeds every trial trains with (0..K-1), reporting their mean validation metrics")
     sw.add_argument("--max-concurrent", type=int, default=None)
     sw.add_argument("--gpus-per-trial", type=float, default=0.25, help="used only when CUDA is present")
     sw.add_argument("--cpus-per-trial", type=float, default=1.0)
@@ -413,7 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--storage", default=None, help="Optuna storage URL (default: a journal file in the data home)")
     sw.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: sqlite in the data home)")
     sw.add_argument("--name", default=None, help="sweep name (default method-dataset-protocol); rerun to resume")
-    sw.add_argument("--protocol", default=DEFAULT_PRESET, choices=sorted(PRESETS))
+    sw.add_argument("--protocol", default=DEFAULT_PRESET, choices=PROTOCOLS,
+                    help="a preset (one protocol for every method) or reference (each method's own code's protocol)")
     sw.add_argument("--epochs", type=int, default=None)
     sw.add_argument("--batches-per-epoch", type=int, default=None)
     sw.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="fixed settings (not searched)")
@@ -421,6 +489,24 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--json", action="store_true")
     sw.add_argument("--quiet", action="store_true")
     sw.set_defaults(func=cmd_sweep)
+
+    su = sub.add_parser("suite", help="a whole benchmark (leaderboards/suites/*.yaml): its sweeps in one Ray job")
+    susub = su.add_subparsers(dest="suite_command", required=True)
+    for what, text in (("run", "run or resume every sweep of the suite, then its leaderboard"),
+                       ("status", "each sweep's state, without running anything")):
+        sp = susub.add_parser(what, parents=[home, db], help=text)
+        sp.add_argument("suite", help="a suite name (leaderboards/suites/NAME.yaml) or a YAML file")
+        sp.add_argument("--storage", default=None, help="Optuna storage URL (default: journal files in the data home)")
+        sp.add_argument("--json", action="store_true")
+        if what == "run":
+            sp.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray)")
+            sp.add_argument("--tracking-uri", default=None,
+                            help="MLflow tracking URI (default: sqlite in the data home)")
+            sp.add_argument("--out", default=None, help="leaderboard folder (default <home>/suites/<suite>)")
+            sp.add_argument("--log-every", type=float, default=30.0,
+                            help="seconds between progress lines when stderr is not a terminal")
+            sp.add_argument("--quiet", action="store_true")
+        sp.set_defaults(func=cmd_suite)
 
     ui = sub.add_parser("ui", parents=[home], help="the MLflow UI on avbench's tracking store")
     ui.add_argument("--tracking-uri", default=None)

@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("AVBENCH_SHARED", REPO.parent / "shared"))
 METADATA = SHARED / "data" / "avgzsl-metadata"
 
-# A small benchmark with the UCF-GZSL class structure: fast enough for unit tests.
+# A small benchmark with the default (ActivityNet-GZSL) class structure and difficulty: fast enough for unit tests.
 SMALL = SyntheticSpec(
     train_per_class=30,
     val_seen_per_class=6,

@@ -54,7 +54,7 @@ def test_sweep_uses_both_nodes_and_postgres(cluster, tmp_path, pg_schema, pg_dat
     assert set(s["trial_nodes"]) == set(s["nodes"])  # trials ran on the head and on the worker
     assert s["trials"] == 4
     rows = Store(db).rows()
-    assert len(rows) == 2 and {r["seed"] for r in rows} == {0, 1}
+    assert len(rows) == 2 and {r["seed"] for r in rows} == {1, 2}  # the seeds after the search seed 0
     # the Optuna study lives in PostgreSQL
     import optuna
 
@@ -75,7 +75,8 @@ def test_two_sweeps_at_once_share_the_databases(cluster, tmp_path, pg_schema):
     sa, sb = _finish(a), _finish(b)
     assert len(sa["finals"]) == 2 and len(sb["finals"]) == 2
     rows = Store(db).rows()
-    assert sorted((r["method"], r["seed"]) for r in rows) == [("ale", 0), ("ale", 1), ("avca", 0), ("avca", 1)]
+    assert sorted((r["method"], r["seed"]) for r in rows) == [("ale", 1), ("ale", 2), ("avca", 1), ("avca", 2)]
+    assert {r["entry"] for r in rows} == {"sweep-a", "sweep-b"}
     board = lb.compile_boards(rows)[0]
     assert board.cells[("avca", "synthetic")].n == 2 and board.cells[("ale", "synthetic")].n == 2
 

@@ -10,13 +10,15 @@ from avbench.protocol.run import resolve_config, run_protocol
 
 from conftest import SMALL
 
-BUDGET = {"epochs": 3, "batches_per_epoch": 15, "batch_size": 64, "hidden_encoder": 64}
+# a tiny budget: 45 steps; the published encoder dropout (0.8) on a 64-wide layer leaves too few units to
+# learn the (hard) synthetic benchmark in so few steps, so the learning test uses 0.2
+BUDGET = {"epochs": 3, "batches_per_epoch": 15, "batch_size": 64, "hidden_encoder": 64, "dropout_encoder": 0.2}
 
 
 def test_avgzslnet_learns_and_is_deterministic():
     a = run_protocol(synthetic_benchmark(SMALL), "avgzslnet", seed=0, overrides=BUDGET)
     b = run_protocol(synthetic_benchmark(SMALL), "avgzslnet", seed=0, overrides=BUDGET)
-    assert a.ZSL > 2.5 / 9 and a.HM > 0.1
+    assert a.ZSL > 3 / SMALL.n_test_unseen and a.HM > 0.1  # 3 x ZSL chance
     assert (a.S, a.U, a.HM, a.ZSL) == (b.S, b.U, b.HM, b.ZSL)
 
 

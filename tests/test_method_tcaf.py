@@ -15,12 +15,17 @@ from avbench.methods.tcaf import attention_mask, random_crop
 from avbench.protocol.run import resolve_config, run_protocol
 from avbench.search.space import load_space
 
-SPEC = SyntheticSpec(train_per_class=20, val_seen_per_class=4, val_unseen_per_class=15, test_seen_per_class=4,
-                     test_unseen_per_class=15, audio_dim=32, video_dim=24, temporal_len=(3, 8))
-# a tiny transformer; the published lr (5e-5..7e-5 for 15000 steps) is far too slow for 60 steps
+# synthetic-temporal's class structure (UCF-GZSL's 30 / 12 / 9 classes), small. A tiny transformer learns the
+# default difficulty only with far more steps (120 steps: ZSL 2.8 x chance), so the learning test uses an easier
+# version of the generative model: less text noise, smaller private class codes, less feature noise.
+SPEC = SyntheticSpec(n_seen=30, n_val_unseen=12, n_test_unseen=9, train_per_class=20, val_seen_per_class=4,
+                     val_unseen_per_class=15, test_seen_per_class=4, test_unseen_per_class=15, audio_dim=32,
+                     video_dim=24, temporal_len=(3, 8), text_noise=0.3, private_scale=0.3, video_noise=0.3,
+                     audio_noise=0.3, offscreen=0.0)
+# a tiny transformer; the published lr (5e-5..7e-5 for 15000 steps) is far too slow for 120 steps
 SMALL_MODEL = {"depth": 1, "heads": 2, "dim_head": 16, "dim": 64, "mlp_dim": 64, "embed_dim": 16,
                "hidden_encoder": 64, "hidden_decoder": 64}
-BUDGET = {"epochs": 3, "batches_per_epoch": 20, "batch_size": 64, "lr": 1e-3, **SMALL_MODEL}
+BUDGET = {"epochs": 6, "batches_per_epoch": 20, "batch_size": 64, "lr": 1e-3, **SMALL_MODEL}
 
 
 def test_tcaf_learns_and_is_deterministic():
@@ -29,7 +34,7 @@ def test_tcaf_learns_and_is_deterministic():
     a = run_protocol(bench, "tcaf", protocol="clipclap2024", seed=0, overrides=BUDGET)
     b = run_protocol(synthetic_benchmark(SPEC, variant="synthetic-temporal"), "tcaf", protocol="clipclap2024",
                      seed=0, overrides=BUDGET)
-    assert a.ZSL > 2.5 / 9 and a.HM > 0.1
+    assert a.ZSL > 3 / SPEC.n_test_unseen and a.HM > 0.1  # 3 x ZSL chance
     assert (a.S, a.U, a.HM, a.ZSL) == (b.S, b.U, b.HM, b.ZSL)
 
 

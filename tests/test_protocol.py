@@ -68,7 +68,8 @@ def test_presets_set_stage2_length_and_beta_grid():
     r1 = run_protocol(b, "avca", protocol="avca2022", seed=0, overrides=TINY)
     r2 = run_protocol(b, "avca", protocol="clipclap2024", seed=0, overrides=TINY)
     assert r1.stage2_epochs == r1.best_epoch and len(r1.stage2) == r1.best_epoch
-    assert r2.stage2_epochs == r2.best_epoch + 1 and len(r2.stage2) == r2.best_epoch + 1
+    # the ClipClap code's best_epoch + 1 counts from 0: the same length (tests/test_reference_protocol.py)
+    assert r2.stage2_epochs == r2.best_epoch and len(r2.stage2) == r2.best_epoch
     assert len(r1.beta_curve["beta"]) == 16 and len(r2.beta_curve["beta"]) == 76
     assert r1.beta in r1.beta_curve["beta"]
 
@@ -80,11 +81,12 @@ def test_stage2_replays_the_stage1_learning_rates():
 
 
 def test_avca_clearly_beats_chance_zsl():
-    b = synthetic_benchmark()  # the default UCF-shaped benchmark: 9 test-unseen classes
+    b = synthetic_benchmark()  # the default ActivityNet-shaped benchmark: 50 test-unseen classes
     r = run_protocol(b, "avca", seed=0, overrides={"epochs": 3, "batches_per_epoch": 40})
     chance = 1 / len(b.split_classes["stage_2_test_unseen"])
     assert r.ZSL > 3 * chance
-    assert r.HM > 0.2
+    # GZSL over 200 classes (HM of chance predictions ~0.005); this short run reaches ~0.23
+    assert r.HM > 0.15
     assert np.isfinite([r.S, r.U, r.HM, r.ZSL]).all()
 
 

@@ -178,7 +178,7 @@ def _chromium():
     for name in ("chromium", "chromium-browser", "google-chrome"):
         if shutil.which(name):
             return shutil.which(name)
-    pytest.fail("chromium is not installed (.ci/run installs Debian's chromium)")
+    pytest.fail("chromium is not installed: run `bash tests/install_browser.sh` (the README's test command does)")
 
 
 def test_html_page_renders_and_sorts_in_headless_chromium(tmp_path):

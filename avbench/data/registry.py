@@ -16,9 +16,11 @@ from avbench.data.layout import DATASETS, FEATURES
 from avbench.errors import DataError
 
 BUILTIN = {
-    "synthetic": "built-in synthetic benchmark shaped like UCF-GZSL (30/12/9 classes), averaged 512-d features",
+    "synthetic": "built-in synthetic benchmark shaped like ActivityNet-GZSL (99/51/50 classes), averaged 512-d "
+                 "features; text explains only part of each class, audio weaker than video",
     "synthetic-clipclap": "the same class structure with CLIP/CLAP shapes (video 512, audio 1024, text 1536)",
-    "synthetic-temporal": "the same class structure with per-second feature sequences (3-8 steps)",
+    "synthetic-temporal": "the same generative model with UCF-GZSL's 30/12/9 classes and per-second feature "
+                          "sequences (3-8 steps)",
 }
 
 

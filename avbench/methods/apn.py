@@ -41,6 +41,12 @@ Notes.
   any prediction or metric.
 - No negatives are used (the protocol still draws them; they are ignored).
 - Adam, lr 1e-3, batch 256, no weight decay, on every dataset (run scripts).
+  The temporal feature sets are averaged for APN (they are the main / cls
+  features); nothing is published for the clipclap features (chosen: no input
+  normalisation, as for main).
+- Reference protocol (``--protocol reference``): preset ``avca2022``, the mean of
+  its one output's β's with the zero guard (src/test.py L43-46) and the codes'
+  epoch selection; no setting differs from the defaults.
 """
 
 from __future__ import annotations
@@ -50,7 +56,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from avbench.methods import register
-from avbench.methods.base import Batch, Dims, Method
+from avbench.methods._linear import avca_code_reference
+from avbench.methods.base import Batch, Dims, Method, Reference, feature_family
 
 
 @register("apn")
@@ -62,7 +69,7 @@ class APN(Method):
     def defaults(cls, dataset: str, features: str) -> dict:
         return {
             # run scripts: --norm_inputs for the cls features (VGGish/C3D) only, every dataset
-            "norm_inputs": features == "cls",
+            "norm_inputs": feature_family(features) == "cls",  # clipclap: not published, off as for main
             "double_softmax": True,  # CE of softmax probabilities, as the public code
             "xe_weight": 1.0,
             "attr_weight": 1.0,
@@ -70,6 +77,10 @@ class APN(Method):
             "lr": 1e-3,
             "batch_size": 256,
         }
+
+    @classmethod
+    def reference_protocol(cls, dataset: str, features: str) -> Reference:
+        return avca_code_reference()
 
     def __init__(self, dims: Dims, config: dict):
         super().__init__(dims, config)

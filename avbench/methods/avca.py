@@ -23,15 +23,33 @@ Loss (all weights 1, triplet margin 1, as the public run scripts set them)::
 Prediction: Euclidean distance between θv (video branch after cross-attention)
 and θw, as the public evaluation does.
 
-Choices where the public code does extra work that cannot change the loss:
+Choices where the public code (ExplainableML/AVCA-GZSL) does extra work that
+cannot change the loss:
 - the text projection's Linear runs once per class, not once per batch row
   (rows are gathered after it; BatchNorm still sees the per-row batch);
-- the unused ``se_em_hat`` projections, ``ρw⁻`` and the extra train-mode
-  ``get_embeddings`` pass after each step are not computed; to keep BatchNorm
-  running statistics as in the reference (last update from the positive batch,
-  which matters with momentum 0.99) negatives go through the encoders first.
+- Deviation, switch ``bn_passes`` (default false; true in ``--protocol
+  reference``): the public code runs train-mode passes whose outputs no loss uses:
+  the ``se_em_hat`` projections A_proj(A_rec(θa)), V_proj(V_rec(θv)) and
+  ``ρw⁻ = D(θw⁻)`` inside every forward (src/model_improvements.py AVCA.forward
+  L222, L245-246) and ``get_embeddings`` on the positive batch after every step
+  (src/train.py train_step L111). They change no gradient but update BatchNorm
+  running statistics, among them those on the prediction path (A_enc, V_enc,
+  V_proj with its hidden BatchNorm at momentum 0.1, W_proj), so the eval-time θv
+  differs without them. With ``bn_passes`` they run, and positives are encoded
+  before negatives as in the public forward (L209-241), so every BatchNorm sees
+  the public sequence of updates. Without it they are skipped (they cost time,
+  see benchmarks/epoch_speed.py --protocol reference) and negatives (``negatives=independent``) go through the
+  encoders first, so the positive batch gives BatchNorm its last update as the
+  public ``get_embeddings`` pass does.
 - The positional embeddings are drawn at init and not trained, as in the public
   code (it leaves them out of the optimiser); ``train_pos_emb=true`` trains them.
+
+Reference protocol (``--protocol reference``; sources in ``reference_protocol``):
+preset ``avca2022``; test β = mean of the audio/video/joint β's, which for AVCA
+are all the θv output (src/utils.py evaluate_dataset_baseline L196-205), with the
+zero guard of src/test.py L43-46; the codes' epoch selection; ``bn_passes=true``;
+``negatives=independent`` (src/dataset.py ContrastiveDataset.__getitem__
+L625-626: a fresh video of another class, encoded in its own BatchNorm batch).
 """
 
 from __future__ import annotations
@@ -41,7 +59,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from avbench.methods import register
-from avbench.methods.base import Batch, Dims, Method, adam
+from avbench.errors import ConfigError
+from avbench.methods.base import Batch, Dims, Method, Reference, adam, feature_family
 from avbench.methods.layers import Dropout, EmbeddingNet
 
 
@@ -106,19 +125,65 @@ class AVCA(Method):
             "second_additional_triplet": 1.0,
             "reg_loss": True,
             "train_pos_emb": False,
+            "bn_passes": False,  # the public code's extra train-mode passes (see the module docstring)
         }
-        per_dataset = {  # FIELD_NOTES §5: dropout emb/dec/additional, BN momentum, batch
-            ("ucf", "main"): (0.2, 0.3, 0.5, 0.1, 256),
-            ("ucf", "cls"): (0.2, 0.3, 0.5, 0.99, 256),
-            ("activitynet", "main"): (0.2, 0.2, 0.1, 0.99, 256),
-            ("activitynet", "cls"): (0.2, 0.2, 0.1, 0.99, 256),
-            ("vggsound", "main"): (0.0, 0.0, 0.1, 0.1, 64),
-            ("vggsound", "cls"): (0.0, 0.0, 0.0, 0.99, 256),
-        }
-        key = (dataset, features) if (dataset, features) in per_dataset else ("ucf", "main")
-        e, d, a, m, bs = per_dataset[key]
-        base.update(dropout_encoder=e, dropout_decoder=d, dropout_additional=a, momentum=m, batch_size=bs, lr=1e-3)
+        base.update(zip(("dropout_encoder", "dropout_decoder", "dropout_additional", "momentum", "batch_size"),
+                        cls.per_dataset(dataset, features)))
+        base["lr"] = 1e-3
         return base
+
+    # dropout encoder / decoder / additional, BatchNorm momentum, batch size, from the
+    # first-stage lines of run_scripts/<UCF|ActivityNet|VGGSound>-GZSL/avca.sh
+    PUBLISHED = {
+        ("ucf", "main"): (0.2, 0.3, 0.5, 0.1, 256),  # UCF-GZSL/avca.sh, main_features
+        ("ucf", "cls"): (0.2, 0.3, 0.5, 0.99, 256),  # UCF-GZSL/avca.sh, cls_features
+        ("activitynet", "main"): (0.2, 0.2, 0.1, 0.99, 256),  # ActivityNet-GZSL/avca.sh, main_features
+        ("activitynet", "cls"): (0.2, 0.2, 0.1, 0.99, 256),  # ActivityNet-GZSL/avca.sh, cls_features
+        ("vggsound", "main"): (0.0, 0.0, 0.1, 0.1, 64),  # VGGSound-GZSL/avca.sh, main_features (--bs 64)
+        ("vggsound", "cls"): (0.0, 0.0, 0.0, 0.99, 256),  # VGGSound-GZSL/avca.sh, cls_features
+    }
+
+    @classmethod
+    def per_dataset(cls, dataset: str, features: str) -> tuple:
+        """The per-dataset settings, with the explicit choice where none is published.
+
+        - temporal-main / temporal-cls: AVCA sees their time average, i.e. the main / cls
+          features, so the published main / cls settings of the dataset apply;
+        - clipclap (CLIP/CLAP features): AVCA results on them are published (MFT paper
+          Table 2; FIELD_NOTES §6) but no settings, and the ClipClap code has no AVCA
+          config. Chosen: the dataset's cls settings, the features' class split;
+        - synthetic (shaped like UCF-GZSL): UCF's settings for its feature family.
+        """
+        family = feature_family(features)
+        if family == "clipclap":
+            family = "cls"  # no published setting: the class split's (cls_split) settings
+        ds = "ucf" if dataset == "synthetic" else dataset  # synthetic: shaped like UCF-GZSL
+        try:
+            return cls.PUBLISHED[(ds, family)]
+        except KeyError:
+            raise ConfigError(
+                f"avca has no settings for dataset {dataset!r} with features {features!r} (published: "
+                f"{', '.join(f'{d}-{f}' for d, f in cls.PUBLISHED)}); pass them with --set"
+            ) from None
+
+    @classmethod
+    def reference_protocol(cls, dataset: str, features: str) -> Reference:
+        return Reference(
+            code="github.com/ExplainableML/AVCA-GZSL",
+            preset="avca2022",
+            beta_rule="mean",
+            selection="zero-is-unset",
+            options={"bn_passes": True, "negatives": "independent"},
+            sources={
+                "beta_rule": "src/test.py _get_test_performance L43-46 (mean of the audio, video, both β's; "
+                             "all three are θv: src/utils.py evaluate_dataset_baseline L196-205)",
+                "selection": "src/utils.py check_best_score L111-118 (`if not best_score`)",
+                "bn_passes": "src/model_improvements.py AVCA.forward L222, L245-246 (ρw⁻, se_em_hat1/2); "
+                             "src/train.py train_step L111 (get_embeddings in train mode after the step)",
+                "negatives": "src/dataset.py ContrastiveDataset.__getitem__ L625-626 (a fresh video of another "
+                             "class, encoded as its own batch: AVCA.forward L212-213)",
+            },
+        )
 
     def __init__(self, dims: Dims, config: dict):
         super().__init__(dims, config)
@@ -138,6 +203,7 @@ class AVCA(Method):
         self.V_rec = EmbeddingNet(p, k, r_dec)
         self.pos_emb = nn.Parameter(torch.randn(2, k), requires_grad=bool(c["train_pos_emb"]))
         self.margin = float(c["margin"])
+        self.bn_passes = bool(c["bn_passes"])
 
     # -- the two branches ---------------------------------------------------
     def encode_av(self, a: torch.Tensor, v: torch.Tensor):
@@ -159,20 +225,38 @@ class AVCA(Method):
             return F.triplet_margin_loss(anchor, pos, neg, margin=self.margin)
 
         nb = batch.neg_index
-        if nb is None:
+        public = self.bn_passes  # the public order of BatchNorm updates, with its extra passes
+        if nb is None and not public:
             # negatives first: the positive batch then gives BatchNorm its last update
             _, _, theta_a_n, theta_v_n = self.encode_av(batch.neg_audio, batch.neg_video)
         phi_a, phi_v, theta_a, theta_v = self.encode_av(batch.audio, batch.video)
+        if nb is None and public:  # positives, then negatives (AVCA.forward L209-241)
+            _, _, theta_a_n, theta_v_n = self.encode_av(batch.neg_audio, batch.neg_video)
         w = batch.text[batch.label]
-        theta_w_n = self.W_proj.forward_gathered(batch.text, batch.neg_label)
-        theta_w = self.W_proj.forward_gathered(batch.text, batch.label)
+        if public:
+            theta_w = self.W_proj.forward_gathered(batch.text, batch.label)
+            theta_w_n = self.W_proj.forward_gathered(batch.text, batch.neg_label)
+        else:
+            theta_w_n = self.W_proj.forward_gathered(batch.text, batch.neg_label)
+            theta_w = self.W_proj.forward_gathered(batch.text, batch.label)
         rho_w = self.D(theta_w)
-        rho_a, rho_v = self.D(theta_a), self.D(theta_v)
-        if nb is None:
-            rho_a_n, rho_v_n = self.D(theta_a_n), self.D(theta_v_n)
-        else:  # negatives are rows of the batch: reuse their forward pass
-            theta_a_n, theta_v_n, rho_a_n, rho_v_n = theta_a[nb], theta_v[nb], rho_a[nb], rho_v[nb]
-        phi_a_rec, phi_v_rec = self.A_rec(theta_a), self.V_rec(theta_v)
+        if public:
+            with torch.no_grad():
+                self.D(theta_w_n)  # ρw⁻: no loss uses it; a BatchNorm update (L222)
+            phi_a_rec, phi_v_rec = self.A_rec(theta_a), self.V_rec(theta_v)
+            with torch.no_grad():  # se_em_hat1, se_em_hat2: no loss uses them; BatchNorm updates (L245-246)
+                self.A_proj(phi_a_rec)
+                self.V_proj(phi_v_rec)
+        if public and nb is None:  # the public order D(θa), D(θa⁻), D(θv), D(θv⁻) (L249-252)
+            rho_a, rho_a_n, rho_v, rho_v_n = self.D(theta_a), self.D(theta_a_n), self.D(theta_v), self.D(theta_v_n)
+        else:
+            rho_a, rho_v = self.D(theta_a), self.D(theta_v)
+            if nb is None:
+                rho_a_n, rho_v_n = self.D(theta_a_n), self.D(theta_v_n)
+            else:  # negatives are rows of the batch: reuse their forward pass
+                theta_a_n, theta_v_n, rho_a_n, rho_v_n = theta_a[nb], theta_v[nb], rho_a[nb], rho_v[nb]
+        if not public:
+            phi_a_rec, phi_v_rec = self.A_rec(theta_a), self.V_rec(theta_v)
 
         l_rec = mse(rho_v, w) + mse(rho_a, w) + mse(rho_w, w)
         l_ct = T(rho_w, rho_a, rho_a_n) + T(rho_w, rho_v, rho_v_n)
@@ -192,6 +276,14 @@ class AVCA(Method):
             total = total + l_r
             parts["l_r"] = l_r
         return total, {k: v.detach() for k, v in parts.items()}
+
+    def after_step(self, batch: Batch) -> None:
+        """With ``bn_passes``: the public ``get_embeddings`` pass on the positive batch, in train
+        mode after the step (src/train.py train_step L111); it only updates BatchNorm statistics."""
+        if self.bn_passes:
+            with torch.no_grad():
+                self.encode_av(batch.audio, batch.video)
+                self.W_proj.forward_gathered(batch.text, batch.label)
 
     # -- prediction ---------------------------------------------------------
     def distances(self, audio: torch.Tensor, video: torch.Tensor, text: torch.Tensor) -> torch.Tensor:

@@ -10,16 +10,43 @@ A method never sees splits, class roles or the test set. The protocol hands it:
 - at evaluation time audio, video and the text embeddings of the search space,
   and asks for a [N, K] distance matrix (lower = closer). A method whose paper
   defines a compatibility or probability score returns its negation (or
-  -log-probability), so calibrated stacking is the same for every method.
+  -log-probability), so calibrated stacking is the same for every method;
+- after every optimiser step, :meth:`Method.after_step` with the step's batch
+  (nothing by default; a method may run the extra train-mode passes of its
+  public code there, which change BatchNorm running statistics).
+
+Several outputs. A method may score a video with several distance matrices (e.g.
+its audio, video and joint embeddings): :meth:`Method.named_distances` returns
+them by name and ``predicts`` names the one that labels videos (``distances``
+returns that one). The protocol picks a β per output on validation; how the test
+β is formed from them is the protocol's β rule (the β of the predicting output,
+or the mean of all of them as the AVCA-GZSL evaluation does).
+
+Reference protocol. :meth:`Method.reference_protocol` declares what the method's
+public code does (``--protocol reference``): the protocol preset it follows, its
+β rule, its epoch-selection rule and the settings that restore its behaviour, each
+with the code line it comes from (:class:`Reference`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
 from torch import nn
+
+from avbench.errors import ConfigError
+
+
+def feature_family(features: str) -> str:
+    """``main``, ``cls`` or ``clipclap``: the features a benchmark's feature set is made of.
+
+    The temporal sets are the per-second sequences of the main / cls features (an
+    averaged-feature method sees their time average, which is what the averaged sets
+    hold), so they share those sets' published settings.
+    """
+    return features.split("-", 1)[1] if features.startswith("temporal-") else features
 
 
 @dataclass
@@ -56,6 +83,27 @@ class TrainData:
 
 
 @dataclass(frozen=True)
+class Reference:
+    """A method's reference protocol: how its public code trains, selects and tests.
+
+    ``preset`` is a protocol preset name; ``beta_rule`` ("predictor" or "mean") says
+    how the test β is formed from the per-output validation β's; ``selection`` the
+    stage-1 epoch rule ("first-best" or "zero-is-unset", see protocol.run.select);
+    ``options`` are method or protocol settings (keys of the resolved config) with
+    the values that restore the code's behaviour. ``sources`` names, for
+    "beta_rule", "selection" and every option, the file and function (line) of the
+    public code it follows (the preset's lines are its ``Preset.source``).
+    """
+
+    code: str  # public repository, e.g. github.com/ExplainableML/AVCA-GZSL
+    preset: str
+    beta_rule: str
+    selection: str
+    options: dict = field(default_factory=dict)
+    sources: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Dims:
     audio: int
     video: int
@@ -72,11 +120,22 @@ class Method(nn.Module):
     # "temporal": [N, T, D] sequences with lengths (needs a temporal benchmark), and
     # distances() then also receives audio_len= and video_len=.
     inputs: ClassVar[str] = "averaged"
+    # the output of named_distances() that labels videos (distances() returns it)
+    predicts: ClassVar[str] = "joint"
 
     @classmethod
     def defaults(cls, dataset: str, features: str) -> dict:
         """Method settings (and protocol settings it overrides) for a benchmark."""
         return {}
+
+    @classmethod
+    def reference_protocol(cls, dataset: str, features: str) -> Reference:
+        """The protocol of the method's public code (``--protocol reference``).
+
+        Raise :class:`~avbench.errors.ConfigError` with the reason when there is none
+        (no public code, or code whose protocol cannot be reproduced without the test set).
+        """
+        raise ConfigError(f"method {cls.name!r} declares no reference protocol; use a preset (e.g. --protocol avca2022)")
 
     def __init__(self, dims: Dims, config: dict):
         super().__init__()
@@ -100,6 +159,13 @@ class Method(nn.Module):
     def distances(self, audio: torch.Tensor, video: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """[N, K] distance of each video to each class of the search space."""
         raise NotImplementedError
+
+    def named_distances(self, audio: torch.Tensor, video: torch.Tensor, text: torch.Tensor, **kw) -> dict:
+        """Every distance output by name ([N, K] each), ``predicts`` among them; one by default."""
+        return {self.predicts: self.distances(audio, video, text, **kw)}
+
+    def after_step(self, batch: Batch) -> None:
+        """Called (in train mode) after every optimiser step with the step's batch."""
 
     def optimizer(self) -> torch.optim.Optimizer:
         return adam(self.parameters(), lr=float(self.config.get("lr", 1e-3)))

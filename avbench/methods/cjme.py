@@ -30,14 +30,31 @@ else 0.5. Total: L_ct + L_av + L_att.
 Prediction (the public "both" output, which is what it reports and selects on):
 the attention is thresholded, ŵ = 1(w ≥ 0.5), and
 d(x, c) = (1 - ŵ)·‖f_a(a) - f_t(t_c)‖ + ŵ·‖f_v(v) - f_t(t_c)‖.
+``named_distances`` also returns the public "audio" (‖f_a(a) - f_t(t_c)‖) and
+"video" (‖f_v(v) - f_t(t_c)‖) outputs; "joint" is the prediction. The public
+evaluation picks a β for each of the three on validation and tests with their
+mean (src/test.py _get_test_performance L43-46; src/utils.py evaluate_dataset
+L353-363): the ``mean`` β rule of ``--protocol reference``.
+
+Reference protocol (``--protocol reference``; sources in ``reference_protocol``):
+preset ``avca2022``, β rule ``mean``, the codes' epoch selection,
+``attention_weighting=batch``, ``negatives=independent``, ``bn_passes=true``.
 
 Deviation from the public code (setting ``attention_weighting``):
 - ``sample`` (default): L_ct weighs each row's triplets by that row's attention,
   as the paper's loss is written. The public code multiplies the [B, 1]
   attention column by the [B] triplet vector, which broadcasts to [B, B]; its
   mean is (1 - w̄)·mean T_a + w̄·mean T_v, with w̄ the batch's mean attention, so
-  the per-video weighting never happens. ``batch`` reproduces that behaviour
-  (the published CJME numbers come from it).
+  the per-video weighting never happens (src/loss.py
+  CompositeCJMETripletLoss.forward L113, CJMELoss.forward L34-36). ``batch``
+  reproduces that behaviour (the published CJME numbers come from it; set by
+  ``--protocol reference``).
+- Deviation, switch ``bn_passes`` (default false; true in ``--protocol
+  reference``): the public TripletNet.forward also embeds the negative's class
+  text, t⁻ = f_t(t_{y⁻}) (src/model.py TripletNet.forward L385), which no CJME
+  loss uses; it updates f_t's BatchNorm running statistics (on the prediction
+  path) between the positive text batch and the class embeddings. With
+  ``bn_passes`` that pass runs (without gradients); by default it is skipped.
 
 Other choices:
 - The text branch's first Linear runs once per class and rows are gathered after
@@ -61,7 +78,7 @@ from torch import nn
 
 from avbench.errors import ConfigError
 from avbench.methods import register
-from avbench.methods.base import Batch, Dims, Method
+from avbench.methods.base import Batch, Dims, Method, Reference
 from avbench.methods.layers import Dropout
 
 
@@ -103,14 +120,49 @@ class CJME(Method):
             "hidden_encoder": 1024,  # --embeddings_hidden_size (audio and video nets)
             "hidden_text": 300,  # fixed in the public code
             "proj_dim": 64,
-            "dropout": 0.0 if dataset == "vggsound" else 0.2,  # --dropout_baselines per run script
+            "dropout": cls.dropout_for(dataset),  # --dropout_baselines per run script (see DROPOUT)
             "batch_norm": True,  # --embedding_use_bn
             "margin": 1.0,
             "entropy_margin": 0.1,
             "attention_weighting": "sample",
+            "bn_passes": False,  # the public f_t pass on the negatives' class text
             "lr": 1e-3,
             "batch_size": 256,
         }
+
+    # Per dataset: --dropout_baselines of run_scripts/<UCF|ActivityNet|VGGSound>-GZSL/cjme.sh, the
+    # same for main_features and cls_features; every other setting is the same in all scripts.
+    # No CJME settings are published for the clipclap features or the synthetic benchmark; chosen
+    # explicitly: the dataset's (clipclap), UCF's (synthetic, shaped like UCF-GZSL).
+    DROPOUT = {"ucf": 0.2, "activitynet": 0.2, "vggsound": 0.0}
+
+    @classmethod
+    def dropout_for(cls, dataset: str) -> float:
+        ds = "ucf" if dataset == "synthetic" else dataset
+        if ds not in cls.DROPOUT:
+            raise ConfigError(f"cjme has no settings for dataset {dataset!r} (published: {', '.join(cls.DROPOUT)}); "
+                              "pass dropout with --set")
+        return cls.DROPOUT[ds]
+
+    @classmethod
+    def reference_protocol(cls, dataset: str, features: str) -> Reference:
+        return Reference(
+            code="github.com/ExplainableML/AVCA-GZSL",
+            preset="avca2022",
+            beta_rule="mean",
+            selection="zero-is-unset",
+            options={"attention_weighting": "batch", "negatives": "independent", "bn_passes": True},
+            sources={
+                "beta_rule": "src/test.py _get_test_performance L43-46 (mean of the audio, video and both β's; "
+                             "src/utils.py evaluate_dataset L353-363)",
+                "selection": "src/utils.py check_best_score L111-118 (`if not best_score`)",
+                "attention_weighting": "src/loss.py CompositeCJMETripletLoss.forward L113 ([B,1] x [B] broadcast), "
+                                       "CJMELoss.forward L34-36 (mean over the [B, B] matrix)",
+                "negatives": "src/dataset.py ContrastiveDataset.__getitem__ L625-626 (a fresh video of another "
+                             "class, embedded as its own batch: src/model.py TripletNet.forward L380-385)",
+                "bn_passes": "src/model.py TripletNet.forward L385 (t_q = f_t(x_t_q), unused by CJMELoss)",
+            },
+        )
 
     def __init__(self, dims: Dims, config: dict):
         super().__init__(dims, config)
@@ -141,6 +193,9 @@ class CJME(Method):
             a_n, v_n = self.f_a(batch.neg_audio), self.f_v(batch.neg_video)
         else:
             a_n, v_n = a[nb], v[nb]
+        if self.config["bn_passes"]:
+            with torch.no_grad():  # t⁻ = f_t(t_y⁻): no loss uses it; a BatchNorm update (TripletNet.forward)
+                gathered(self.f_t, batch.text, batch.neg_label)
         w = self.attention_weights(batch.audio, batch.video)
 
         t_ta = F.triplet_margin_loss(t, a, a_n, margin=self.margin, reduction="none")
@@ -163,9 +218,13 @@ class CJME(Method):
         return total, {k: x.detach() for k, x in parts.items()}
 
     # -- prediction ---------------------------------------------------------
-    def distances(self, audio: torch.Tensor, video: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    def named_distances(self, audio: torch.Tensor, video: torch.Tensor, text: torch.Tensor) -> dict:
+        """The public evaluation's three outputs: "audio", "video" and the attention-gated "joint"."""
         t = self.f_t(text)
         use_video = (self.attention_weights(audio, video) >= 0.5)[:, None]
         d_a = torch.cdist(self.f_a(audio), t)
         d_v = torch.cdist(self.f_v(video), t)
-        return torch.where(use_video, d_v, d_a)
+        return {"audio": d_a, "video": d_v, "joint": torch.where(use_video, d_v, d_a)}
+
+    def distances(self, audio: torch.Tensor, video: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        return self.named_distances(audio, video, text)["joint"]

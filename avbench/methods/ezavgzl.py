@@ -98,6 +98,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from avbench.errors import ConfigError
 from avbench.methods import register
 from avbench.methods.base import Batch, Dims, Method, TrainData, adam
 from avbench.methods.layers import Dropout
@@ -258,6 +259,11 @@ def avla_loss(logits: torch.Tensor, label: torch.Tensor, symmetric: bool) -> tor
 class EZAVGZL(Method):
     description = "class embeddings mapped to a separable, structure-preserving space; cross-attention AV encoder aligned to them contrastively"
     paper = "Mo and Morgado, Audio-visual Generalized Zero-shot Learning the Easy Way, ECCV 2024"
+
+    @classmethod
+    def reference_protocol(cls, dataset: str, features: str):
+        raise ConfigError("method ez-avgzl has no reference protocol: it has no public code (built from the "
+                          "paper); use a preset (e.g. --protocol avca2022)")
 
     @classmethod
     def defaults(cls, dataset: str, features: str) -> dict:

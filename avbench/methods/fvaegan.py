@@ -118,6 +118,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from avbench.errors import ConfigError
 from avbench.methods import register
 from avbench.methods.base import Batch, Dims, Method, TrainData
 
@@ -214,6 +215,13 @@ def av_features(audio: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
 class FVAEGAN(Method):
     description = "conditional VAE-GAN generating (video ‖ audio) features of unseen classes from text; softmax classifier"
     paper = "Xian, Sharma, Schiele, Akata, f-VAEGAN-D2: A Feature Generating Framework for Any-Shot Learning, CVPR 2019"
+
+    @classmethod
+    def reference_protocol(cls, dataset: str, features: str):
+        raise ConfigError(
+            "method f-vaegan-d2 has no reference protocol: its public code (AVCA-GZSL vae_gan_d2_xu_fsl.py) keeps "
+            "the classifier epoch with the best score on the test set, which avbench never reproduces; use a preset"
+        )
 
     @classmethod
     def defaults(cls, dataset: str, features: str) -> dict:

@@ -179,6 +179,11 @@ class MFT(Method):
     TARGETS = ("semantic", "uniform")
 
     @classmethod
+    def reference_protocol(cls, dataset: str, features: str):
+        raise ConfigError("method mft has no reference protocol: it has no public code (built from the paper); "
+                          "use a preset (e.g. --protocol clipclap2024)")
+
+    @classmethod
     def defaults(cls, dataset: str, features: str) -> dict:
         # ClipClap-GZSL's run scripts (the setup MFT reports against): UCF 20 epochs at 7e-5,
         # ActivityNet and VGGSound 15 epochs at 1e-4; batch 64, 300 batches per epoch.

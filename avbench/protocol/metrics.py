@@ -26,6 +26,38 @@ def beta_grid(stop: float, num: int) -> torch.Tensor:
     return torch.linspace(0.0, float(stop), int(num), dtype=torch.float64)
 
 
+BETA_RULES = ("predictor", "mean")
+
+
+def combine_betas(rule: str, betas: dict[str, float], predicts: str) -> float:
+    """The β applied to the test split, from the β chosen on validation for each output.
+
+    ``betas`` maps output names (see Method.named_distances) to the β that maximised
+    that output's validation HM; ``predicts`` names the output that labels videos.
+
+    - ``predictor`` (the platform's rule): the β of the predicting output.
+    - ``mean``: the mean of every output's β, as the AVCA-GZSL evaluation does
+      (src/test.py ``_get_test_performance``, L43-46: ``best_beta_combined =
+      1/3 * (β_audio + β_video + β_both)``, set to 1e-10 when it is 0). The β's are
+      taken as float32 first, as the codes' grids are float32 tensors. The zero guard
+      exists because ``get_best_evaluation`` reads ``if best_beta`` and would score
+      the whole grid on the test split for β = 0; TCAF-GZSL and ClipClap-GZSL write
+      it as ``(β_a + β_v + β_b + 1e-10) / 3`` (src/test.py L44-45), i.e. β + 3.3e-11
+      for their single output: in the float32 arithmetic both codes score in, that
+      equals β for every non-zero grid β (ulp(1/15) ≈ 7.5e-9) and is, like 1e-10, a
+      positive β below the resolution of any distance above ~1e-3, so the one form
+      serves all three codes.
+    """
+    if rule not in BETA_RULES:
+        raise ValueError(f"beta rule {rule!r}: expected one of {', '.join(BETA_RULES)}")
+    if predicts not in betas:
+        raise ValueError(f"beta rule: the predicting output {predicts!r} has no β (outputs: {', '.join(betas)})")
+    if rule == "predictor":
+        return float(betas[predicts])
+    mean = sum(float(np.float32(b)) for b in betas.values()) / len(betas)
+    return mean if mean != 0 else 1e-10
+
+
 def harmonic_mean(s, u):
     return 2 * s * u / (s + u + EPS)
 

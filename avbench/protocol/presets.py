@@ -1,18 +1,27 @@
-"""Protocol presets and protocol-level settings.
+"""Protocol presets, protocol modes and protocol-level settings.
 
-A preset fixes the parts of the two-stage protocol that differ between the
-public codes (FIELD_NOTES §3):
+A preset fixes the parts of the two-stage protocol that differ between the public
+codes (FIELD_NOTES §3): the β grid and how long stage 2 trains. Each is described
+by the code lines it follows (``source``). In all three codes stage 2 yields the
+model after exactly as many epochs as the selected stage-1 model had (1-based
+``best_epoch``): AVCA tests the per-epoch stage-2 checkpoint at that epoch,
+TCAF and ClipClap train ``best_epoch + 1`` epochs where their ``best_epoch`` counts
+from 0. Training exactly that many epochs gives the same model without the wasted
+epochs.
 
-- ``avca2022``: the stage-2 model is the one at the best stage-1 epoch (the AVCA
-  code trains the full budget with a checkpoint per epoch and tests the checkpoint
-  at that epoch; training exactly that many epochs gives the same model without
-  the wasted epochs); β grid 0..3 step 0.2 (16 values).
-- ``clipclap2024``: stage 2 trains best_epoch + 1 epochs (TCAF / ClipClap); β grid
-  0..5 in 76 values.
+In every preset stage 2 follows the learning-rate schedule that stage 1 chose on
+validation (epoch by epoch): the public codes step their ReduceLROnPlateau on
+validation HM in stage 2 too, when validation videos are training data; the
+protocol replays the stage-1 schedule instead (FIELD_NOTES §3), in both modes.
 
-In both, stage 2 follows the learning-rate schedule that stage 1 chose on
-validation (epoch by epoch): stage 2 has no validation data, so stepping a
-scheduler there could only use training or test data.
+Protocol modes (``--protocol``):
+
+- a preset name (``avca2022``, the default, ``tcaf2022``, ``clipclap2024``): the
+  platform mode, one protocol for every method: the preset, the β of the
+  predicting output, the first best epoch, and each method's platform defaults;
+- ``reference``: each method's own code, to the letter as far as avbench
+  reproduces it (``Method.reference_protocol``): its preset, its β rule, its
+  epoch-selection rule and the settings that restore its code's behaviour.
 """
 
 from __future__ import annotations
@@ -27,15 +36,56 @@ class Preset:
     name: str
     beta_stop: float
     beta_num: int
-    extra_stage2_epochs: int  # stage 2 trains best_epoch + this many epochs
     description: str
+    source: str  # the public code lines it follows
+
+    def stage2_epochs(self, best_epoch: int) -> int:
+        """Epochs stage 2 trains, given the 1-based best stage-1 epoch (the same in all three codes)."""
+        if int(best_epoch) < 1:
+            raise ConfigError(f"best epoch {best_epoch!r}: expected a 1-based epoch number")
+        return int(best_epoch)
 
 
 PRESETS = {
-    "avca2022": Preset("avca2022", 3.0, 16, 0, "AVCA (CVPR 2022): stage-2 model at the best stage-1 epoch; β 0..3 step 0.2"),
-    "clipclap2024": Preset("clipclap2024", 5.0, 76, 1, "TCAF/ClipClap: stage 2 trains best_epoch+1 epochs; β 0..5, 76 values"),
+    "avca2022": Preset(
+        "avca2022",
+        3.0,
+        16,
+        "AVCA (CVPR 2022) code: stage-2 model after the best stage-1 epoch; β 0..3 step 0.2",
+        "ExplainableML/AVCA-GZSL: get_evaluation.py get_evaluation L95-97 (stage-1 model *_score.pt gives "
+        "epoch_A, saved as epoch + 1 by src/utils.py save_best_model L84; the test loads the stage-2 "
+        "checkpoint *_ckpt_{epoch_A - 1}, saved per 0-based epoch by src/train.py train L23-25: the model "
+        "after epoch_A epochs); β grid src/utils.py get_best_evaluation L221-225 (linspace(0, 3, 16))",
+    ),
+    "tcaf2022": Preset(
+        "tcaf2022",
+        3.0,
+        16,
+        "TCAF (ECCV 2022) code: stage 2 trains the best stage-1 epoch count; β 0..3 step 0.2",
+        "ExplainableML/TCAF-GZSL: main.py run L38-40 (args.epochs = best_epoch + 1, best_epoch 0-based "
+        "from src/utils.py check_best_score L174-182); get_evaluation.py get_evaluation L122-125 tests the "
+        "last stage-2 checkpoint (*_ckpt_{epoch_A - 1}). When the first epoch is best, `if best_epoch:` is "
+        "false and stage 2 trains the full budget, but the test still loads checkpoint 0: the same model "
+        "as one epoch. β grid src/utils.py get_best_evaluation L278-281 (linspace(0, 3, 16))",
+    ),
+    "clipclap2024": Preset(
+        "clipclap2024",
+        5.0,
+        76,
+        "ClipClap-GZSL (CVPRW 2024) code: stage 2 trains the best stage-1 epoch count; β 0..5, 76 values",
+        "dkurzend/ClipClap-GZSL: main.py run L42-44 (args.epochs = best_epoch + 1, best_epoch 0-based from "
+        "src/utils.py check_best_score L208-216); get_evaluation.py get_evaluation L126-127 tests "
+        "*_ckpt_{epoch_A - 1}; β grid src/utils.py get_best_evaluation L312-315 (linspace(0, 5, 76))",
+    ),
 }
 DEFAULT_PRESET = "avca2022"
+REFERENCE = "reference"
+PROTOCOLS = (*sorted(PRESETS), REFERENCE)  # what --protocol accepts
+
+# Protocol-level options a reference protocol may set (read by the protocol, not the
+# method); every other option is a setting of the resolved config.
+PROTOCOL_OPTIONS = ("beta_rule", "selection")
+PLATFORM_OPTIONS = {"beta_rule": "predictor", "selection": "first-best"}
 
 # Settings the protocol's trainer reads; a method's defaults may override them.
 PROTOCOL_DEFAULTS = {
@@ -47,6 +97,9 @@ PROTOCOL_DEFAULTS = {
     "lr_factor": 0.1,
     "eval_batch_size": 4096,
     "negatives": "batch",  # or "independent" (the reference's sampling); see protocol.trainer
+    # torch CPU threads of the run: part of the settings because CPU results are bit-reproducible
+    # for a given thread count but not across counts (reductions split by thread); see protocol.run
+    "threads": 1,
 }
 
 
@@ -54,4 +107,47 @@ def get_preset(name: str) -> Preset:
     try:
         return PRESETS[name]
     except KeyError:
-        raise ConfigError(f"unknown protocol {name!r}; available: {', '.join(PRESETS)}") from None
+        raise ConfigError(f"unknown protocol preset {name!r}; available: {', '.join(PRESETS)}") from None
+
+
+def resolve_protocol(method: str, name: str, dataset: str, features: str) -> tuple[str, dict, str]:
+    """(preset name, options, mode) for ``--protocol name`` with this method and benchmark.
+
+    A preset name gives the platform mode: that preset and no options. ``reference``
+    gives the method's reference protocol: its preset and its options, the
+    protocol-level ones (``beta_rule``, ``selection``) included. A search calls this to
+    learn the preset its results are stored under and the options to apply
+    (``resolve_config(..., protocol_options=options)``).
+    """
+    if name in PRESETS:
+        return name, {}, "platform"
+    if name != REFERENCE:
+        raise ConfigError(f"unknown protocol {name!r}; available: {', '.join(PROTOCOLS)}")
+    from avbench.methods import get_method
+    from avbench.protocol.metrics import BETA_RULES
+
+    cls = get_method(method)
+    ref = cls.reference_protocol(dataset, features)
+    if ref.preset not in PRESETS:
+        raise ConfigError(f"method {cls.name}: reference preset {ref.preset!r} is not one of {', '.join(PRESETS)}")
+    if ref.beta_rule not in BETA_RULES:
+        raise ConfigError(f"method {cls.name}: reference beta_rule {ref.beta_rule!r}: expected one of "
+                          f"{', '.join(BETA_RULES)}")
+    if ref.selection not in SELECTIONS:
+        raise ConfigError(f"method {cls.name}: reference selection {ref.selection!r}: expected one of "
+                          f"{', '.join(SELECTIONS)}")
+    options = {"beta_rule": ref.beta_rule, "selection": ref.selection, **ref.options}
+    return ref.preset, options, "reference"
+
+
+def reference_sources(method: str, dataset: str, features: str) -> dict:
+    """The public code line behind each part of a method's reference protocol (for docs and reports)."""
+    from avbench.methods import get_method
+
+    cls = get_method(method)
+    ref = cls.reference_protocol(dataset, features)
+    return {"code": ref.code, "preset": PRESETS[ref.preset].source, **ref.sources}
+
+
+# Stage-1 epoch selection rules (see protocol.run.select).
+SELECTIONS = ("first-best", "zero-is-unset")

@@ -7,6 +7,11 @@ from scratch on ``stage_2_train`` (= stage-1 train ∪ val), following the
 learning-rate schedule stage 1 chose, for as many epochs as the preset says.
 Only then are the test splits read, once, and scored with the stage-1 β.
 
+``protocol`` is a preset name (the platform mode: one protocol for every method)
+or ``reference`` (the method's own code's protocol: its preset, β rule, selection
+rule and settings; see :func:`avbench.protocol.presets.resolve_protocol`). A result
+records the resolved preset, the mode and the options.
+
 Stage 1 and all selection receive a :class:`SplitAccess` that refuses the test
 splits, so no choice can depend on them.
 """
@@ -23,8 +28,15 @@ from avbench.data.benchmark import TEST_SPLITS, Benchmark, Split
 from avbench.errors import ConfigError, LeakError
 from avbench.methods import get_method
 from avbench.methods.base import Dims
-from avbench.protocol.metrics import beta_grid
-from avbench.protocol.presets import PROTOCOL_DEFAULTS, get_preset
+from avbench.protocol.metrics import beta_grid, combine_betas
+from avbench.protocol.presets import (
+    PLATFORM_OPTIONS,
+    PROTOCOL_DEFAULTS,
+    PROTOCOL_OPTIONS,
+    SELECTIONS,
+    get_preset,
+    resolve_protocol,
+)
 from avbench.protocol.trainer import EpochRecord, EvalSet, TrainSet, evaluate, train, train_epochs
 
 
@@ -41,14 +53,32 @@ class SplitAccess:
         return s.averaged() if self._averaged else s
 
 
-def resolve_config(method: str, dataset: str, features: str, overrides: dict | None = None) -> dict:
-    """Protocol defaults < method defaults for the benchmark < user overrides (typed)."""
+def resolve_config(
+    method: str, dataset: str, features: str, overrides: dict | None = None, protocol_options: dict | None = None
+) -> dict:
+    """Protocol defaults < method defaults for the benchmark < protocol options < user overrides (typed).
+
+    ``protocol_options`` are the settings a reference protocol fixes (see
+    ``resolve_protocol``; its protocol-level keys are skipped here): a user override
+    may not change them, so a reference result is always its code's protocol.
+    """
     cls = get_method(method)
     config = {**PROTOCOL_DEFAULTS, **cls.defaults(dataset, features)}
+    fixed = {k: v for k, v in (protocol_options or {}).items() if k not in PROTOCOL_OPTIONS}
+    for key, value in fixed.items():
+        if key not in config:
+            raise ConfigError(f"method {cls.name}: protocol option {key!r} is not one of its settings")
+        config[key] = coerce(key, value, config[key])
     for key, value in (overrides or {}).items():
         if key not in config:
             raise ConfigError(f"unknown setting {key!r} for method {cls.name}; known: {', '.join(sorted(config))}")
-        config[key] = coerce(key, value, config[key])
+        value = coerce(key, value, config[key])
+        if key in fixed and value != config[key]:
+            raise ConfigError(
+                f"setting {key}={value!r}: the reference protocol of {cls.name} fixes {key}={config[key]!r}; "
+                f"vary it under a preset (e.g. --protocol avca2022 --set {key}=...)"
+            )
+        config[key] = value
     for key in ("epochs", "batches_per_epoch", "batch_size"):
         if int(config[key]) < 1:
             raise ConfigError(f"setting {key}={config[key]!r}: expected a positive integer")
@@ -117,6 +147,8 @@ class RunResult:
             "method": self.method,
             "dataset": self.dataset,
             "protocol": self.protocol,
+            "protocol_mode": self.protocol_mode,
+            "protocol_options": dict(self.protocol_options),
             "seed": self.seed,
             **pct,
             "beta": round(self.beta, 6),
@@ -130,13 +162,48 @@ class RunResult:
         return asdict(self)
 
 
-def select(history: list[EpochRecord]) -> EpochRecord:
-    """Best validation HM; the earliest epoch wins ties (as the reference's strict >)."""
+def select(history: list[EpochRecord], rule: str = "first-best") -> EpochRecord:
+    """The stage-1 epoch with the best validation HM.
+
+    ``first-best`` (the platform's rule): the earliest epoch wins ties, as the codes'
+    strict ``>``. ``zero-is-unset``: as the codes' ``check_best_score`` (AVCA-GZSL
+    src/utils.py L111-118, TCAF-GZSL L174-182, ClipClap-GZSL L208-216), whose
+    ``if not best_score`` reads a best HM of 0 as "no best yet", so while the best HM
+    is 0 every later epoch replaces it; otherwise the same strict ``>``.
+    """
+    if rule not in SELECTIONS:
+        raise ConfigError(f"selection rule {rule!r}: expected one of {', '.join(SELECTIONS)}")
     best = history[0]
     for rec in history[1:]:
-        if rec.val["HM"] > best.val["HM"]:
+        if rec.val["HM"] > best.val["HM"] or (rule == "zero-is-unset" and best.val["HM"] == 0):
             best = rec
     return best
+
+
+def make_deterministic(threads: int, device: torch.device) -> None:
+    """Same seed, same numbers: ``threads`` torch CPU threads and torch's deterministic algorithms.
+
+    On the CPU the one operation of avbench's methods found to reduce in a
+    thread-scheduled order is the backward of row gathers with repeated rows
+    (``index_put_`` with accumulation, e.g. in-batch negatives ``theta[neg_index]``):
+    with 2 threads two runs of AVCA differed from the first step. Deterministic mode
+    makes it sort-based, so a run is bit-identical at a given thread count. Across
+    thread counts floating-point reductions (matrix products, norms, BatchNorm
+    statistics) are split differently and results differ in the last bits, growing
+    over training; that is why the thread count is a run setting (``threads``, default
+    1) recorded in the configuration. On CUDA the deterministic mode warns instead of
+    failing where an operation has no deterministic kernel.
+    """
+    if threads < 1:
+        raise ConfigError(f"setting threads={threads!r}: expected a positive integer")
+    import os
+
+    torch.set_num_threads(int(threads))
+    if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's deterministic workspace
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        torch.use_deterministic_algorithms(True)
 
 
 def pick_device(device: str | None) -> torch.device:
@@ -164,13 +231,20 @@ class _Plan:
     betas: torch.Tensor
     common: dict
     epochs: int
+    mode: str = "platform"
+    options: dict = field(default_factory=dict)  # the protocol options as resolved (recorded in the result)
+    rules: dict = field(default_factory=lambda: dict(PLATFORM_OPTIONS))  # beta_rule, selection
 
 
 def _plan(benchmark, method, protocol, seed, overrides, text_order, device, on_batch) -> _Plan:
-    preset = get_preset(protocol)
+    preset_name, options, mode = resolve_protocol(method, protocol, benchmark.dataset, benchmark.features)
+    preset = get_preset(preset_name)
+    rules = {**PLATFORM_OPTIONS, **{k: v for k, v in options.items() if k in PROTOCOL_OPTIONS}}
     # a benchmark may suggest a budget (the synthetic one is small); the user's settings win
-    config = resolve_config(method, benchmark.dataset, benchmark.features, {**benchmark.budget, **(overrides or {})})
-    default = resolve_config(method, benchmark.dataset, benchmark.features, dict(benchmark.budget))
+    config = resolve_config(method, benchmark.dataset, benchmark.features, {**benchmark.budget, **(overrides or {})},
+                            protocol_options=options)
+    default = resolve_config(method, benchmark.dataset, benchmark.features, dict(benchmark.budget),
+                             protocol_options=options)
     cls = get_method(method)
     if cls.inputs == "temporal" and not benchmark.temporal:
         raise ConfigError(
@@ -186,18 +260,23 @@ def _plan(benchmark, method, protocol, seed, overrides, text_order, device, on_b
         eval_batch_size=int(config["eval_batch_size"]),
         negatives=str(config["negatives"]),
     )
+    dev = pick_device(device)
+    make_deterministic(int(config["threads"]), dev)
     return _Plan(
         preset=preset,
         config=config,
         default=default,
         cls=cls,
-        dev=pick_device(device),
+        dev=dev,
         emb=benchmark.embeddings(text_order),
         dims=Dims(audio=benchmark.audio_dim, video=benchmark.video_dim, text=benchmark.text_dim),
         tag={"averaged": avg},
         betas=beta_grid(preset.beta_stop, preset.beta_num),
         common=common,
         epochs=int(config["epochs"]),
+        mode=mode,
+        options=dict(options),
+        rules=rules,
     )
 
 
@@ -227,6 +306,7 @@ def _stage1(benchmark: Benchmark, plan: _Plan, seed: int) -> Iterator[EpochRecor
         betas=plan.betas,
         lr_patience=int(plan.config["lr_patience"]),
         lr_factor=float(plan.config["lr_factor"]),
+        beta_rule=plan.rules["beta_rule"],
         **plan.common,
     ):
         state = (torch.get_rng_state(), torch.cuda.get_rng_state(plan.dev) if cuda else None)
@@ -250,7 +330,8 @@ def stage1_epochs(
 
     Searches over several seeds advance one generator per seed in turn and report the
     per-epoch mean; each seed's records equal those of ``run_protocol`` with that seed.
-    The test splits are out of reach here as in ``run_protocol``.
+    The test splits are out of reach here as in ``run_protocol``. ``protocol`` may be
+    ``reference`` (the method's code's protocol) as there.
     """
     plan = _plan(benchmark, method, protocol, seed, overrides, text_order, device, None)
     yield from _stage1(benchmark, plan, seed)
@@ -289,9 +370,11 @@ def run_protocol(
         hist1.append(rec)
         if on_epoch:
             on_epoch("stage 1", rec, epochs)
-    best = select(hist1)
-    beta = best.val["beta"]
-    stage2_epochs = best.epoch + preset.extra_stage2_epochs
+    best = select(hist1, plan.rules["selection"])
+    # with the "mean" β rule the record holds every output's β (val["betas"]); else only the predictor's
+    beta = combine_betas(plan.rules["beta_rule"], best.val.get("betas") or {cls.predicts: best.val["beta"]},
+                         cls.predicts)
+    stage2_epochs = preset.stage2_epochs(best.epoch)
     lr_schedule = [r.lr for r in hist1]
     lr_schedule += [lr_schedule[-1]] * (stage2_epochs - len(lr_schedule))
 
@@ -317,6 +400,8 @@ def run_protocol(
         val=dict(best.val),
         default_budget={k: int(default[k]) for k in ("epochs", "batches_per_epoch", "batch_size")},
         threads=int(torch.get_num_threads()) if dev.type == "cpu" else 0,
+        protocol_mode=plan.mode,
+        protocol_options=dict(plan.options),
     )
     if stage1_only:
         result.seconds = time.perf_counter() - t0
@@ -343,19 +428,23 @@ def run_protocol(
     # ---- test: read once, score with the stage-1 β ----------------------------
     test_data = SplitAccess(benchmark, TEST_SPLITS, "final evaluation", **tag)
     test = EvalSet.build(test_data.split("stage_2_test_seen"), test_data.split("stage_2_test_unseen"), seen2, emb, dev)
-    # one scoring over the whole grid: the stage-1 β is a grid value, so its column is the result
-    curve = evaluate(model, test, betas, chunk=int(config["eval_batch_size"]))
-    final = curve.at(int(torch.argmin((curve.betas - beta).abs())))
+    # one scoring over the whole grid (for plots) and the test β: a grid value is its own column;
+    # another (the mean of several outputs' β's) is scored as an extra column
+    on_grid = (betas == beta).nonzero()
+    scored = betas if len(on_grid) else torch.cat((betas, torch.tensor([beta], dtype=betas.dtype)))
+    curve = evaluate(model, test, scored, chunk=int(config["eval_batch_size"]))
+    final = curve.at(int(on_grid[0]) if len(on_grid) else len(betas))
     result.S, result.U, result.HM, result.ZSL = final["S"], final["U"], final["HM"], final["ZSL"]
     result.stage2 = [asdict(r) for r in hist2]
+    n = len(betas)
     result.beta_curve = {
-        "beta": [float(b) for b in curve.betas],
-        "S": [float(x) for x in curve.S],
-        "U": [float(x) for x in curve.U],
-        "HM": [float(x) for x in curve.HM],
+        "beta": [float(b) for b in curve.betas[:n]],
+        "S": [float(x) for x in curve.S[:n]],
+        "U": [float(x) for x in curve.U[:n]],
+        "HM": [float(x) for x in curve.HM[:n]],
     }
     result.seconds = time.perf_counter() - t0
     return result
 
 
-__all__ = ["RunResult", "SplitAccess", "resolve_config", "run_protocol", "select", "stage1_epochs"]
+__all__ = ["RunResult", "SplitAccess", "resolve_config", "resolve_protocol", "run_protocol", "select", "stage1_epochs"]

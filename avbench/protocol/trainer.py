@@ -160,7 +160,8 @@ class EvalSet:
         )
 
 
-def evaluate(method: Method, data: EvalSet, betas: torch.Tensor, chunk: int = 4096) -> GZSLResult:
+def _distances(method: Method, data: EvalSet, chunk: int, named: bool):
+    """The [N, K] distances of ``data`` (or, with ``named``, every named output), in eval mode."""
     was_training = method.training
     method.eval()
     try:
@@ -171,13 +172,47 @@ def evaluate(method: Method, data: EvalSet, betas: torch.Tensor, chunk: int = 40
                 kw = {}
                 if data.audio_len is not None:
                     kw = {"audio_len": data.audio_len[i : i + chunk], "video_len": data.video_len[i : i + chunk]}
-                parts.append(method.distances(data.audio[i : i + chunk], data.video[i : i + chunk], data.text, **kw))
-            d = torch.cat(parts)
+                score = method.named_distances if named else method.distances
+                parts.append(score(data.audio[i : i + chunk], data.video[i : i + chunk], data.text, **kw))
     finally:
         method.train(was_training)
+    if named:
+        if method.predicts not in parts[0]:
+            raise ConfigError(f"method {method.name}: named_distances() has no output {method.predicts!r} "
+                              f"(its predicting output); it has {', '.join(parts[0])}")
+        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    return torch.cat(parts)
+
+
+def _score(d: torch.Tensor, data: EvalSet, betas: torch.Tensor) -> GZSLResult:
     return evaluate_gzsl(
         d, data.labels, data.search_classes, data.seen_classes, data.unseen_classes, data.is_seen_video, betas
     )
+
+
+def evaluate(method: Method, data: EvalSet, betas: torch.Tensor, chunk: int = 4096) -> GZSLResult:
+    """Metrics of the predicting output over the β grid."""
+    return _score(_distances(method, data, chunk, named=False), data, betas)
+
+
+def evaluate_outputs(method: Method, data: EvalSet, betas: torch.Tensor, chunk: int = 4096) -> dict[str, GZSLResult]:
+    """Metrics of every named output of the method (``Method.named_distances``) over the β grid."""
+    return {k: _score(d, data, betas) for k, d in _distances(method, data, chunk, named=True).items()}
+
+
+def validation_record(method: Method, data: EvalSet, betas: torch.Tensor, chunk: int, beta_rule: str) -> dict:
+    """The predicting output's metrics at its best β; with the ``mean`` β rule also every output's best β.
+
+    ``betas`` in the record maps each output to the β that maximised its own HM (the
+    AVCA-GZSL evaluation scores the audio, video and joint outputs each over the grid,
+    src/utils.py evaluate_dataset L353-363).
+    """
+    if beta_rule == "predictor":
+        res = evaluate(method, data, betas, chunk=chunk)
+        return res.at(res.best)
+    per_output = evaluate_outputs(method, data, betas, chunk=chunk)
+    res = per_output[method.predicts]
+    return {**res.at(res.best), "betas": {k: float(r.betas[r.best]) for k, r in per_output.items()}}
 
 
 @dataclass
@@ -215,12 +250,15 @@ def train_epochs(
     on_batch: Callable[[], None] | None = None,
     eval_batch_size: int = 4096,
     negatives: str = "batch",
+    beta_rule: str = "predictor",
 ) -> Iterator[EpochRecord]:
     """Train ``method`` for ``epochs`` epochs, yielding each epoch's record as it ends.
 
     With ``val``: evaluate after every epoch and step ReduceLROnPlateau (mode max)
     on validation HM. Without it, ``lr_schedule`` (one LR per epoch, as recorded
     in stage 1) is replayed; nothing else can change the learning rate.
+    ``beta_rule`` ``mean`` also records each named output's best validation β.
+    After every optimiser step ``method.after_step(batch)`` runs (in train mode).
     A generator, so a search can advance several seeds' runs one epoch at a time.
     """
     method.setup(TrainData(train_set.audio, train_set.video, train_set.label, train_set.text))
@@ -259,12 +297,12 @@ def train_epochs(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            method.after_step(batch)
             total += loss.detach()
             if on_batch is not None:
                 on_batch()
         rec = EpochRecord(epoch=epoch, lr=lr, loss=float(total) / batches_per_epoch)
         if val is not None:
-            res = evaluate(method, val, betas, chunk=eval_batch_size)
-            rec.val = res.at(res.best)
+            rec.val = validation_record(method, val, betas, eval_batch_size, beta_rule)
             sched.step(rec.val["HM"])
         yield rec

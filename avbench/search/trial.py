@@ -1,0 +1,117 @@
+"""What runs in a Ray worker during a sweep: the trial function and the final function.
+
+- ``run_trial``: stage 1 of the protocol for one configuration, on each of the
+  sweep's *search seeds* (``ctx["search_seeds"]``, 0..K-1). The K runs advance one
+  epoch at a time in turn (``stage1_epochs`` generators, each restoring its own
+  random state, so each seed gives the numbers it gives alone), and after every
+  epoch the trial reports (``ray.tune.report``, once per epoch, as ASHA expects)
+  the mean over the seeds of each validation metric; the objective
+  (``best_val_hm``) is the best mean validation HM so far. The test split is
+  never loaded by a trial.
+- ``run_final``: the whole protocol (both stages, the single test evaluation) for
+  one final seed; the finals use seeds that no trial used.
+
+Both load the dataset as the worker's node has it and check its fingerprint
+against the driver's.
+"""
+
+from __future__ import annotations
+
+import time
+
+from avbench.errors import ConfigError
+
+OBJECTIVE = "best_val_hm"
+
+
+def worker_benchmark(ctx: dict):
+    """In a Ray worker: the run's thread count, and the dataset as this node has it (fingerprint checked)."""
+    import torch
+
+    from avbench.search.cluster import node_benchmark
+
+    torch.set_num_threads(max(1, int(ctx["threads"])))
+    bench, _ = node_benchmark(ctx["dataset"], ctx["home"])
+    if bench.fingerprint != ctx["fingerprint"]:
+        raise ConfigError(
+            f"dataset {ctx['dataset']} on this node has fingerprint {bench.fingerprint}, the sweep uses "
+            f"{ctx['fingerprint']}: import the same data on every node"
+        )
+    return bench
+
+
+def search_seeds(ctx: dict) -> list[int]:
+    """The seeds a trial trains stage 1 with: the sweep's search seeds 0..K-1."""
+    return [int(s) for s in ctx["search_seeds"]]
+
+
+def epoch_metrics(records, seeds: list[int]) -> dict:
+    """One epoch's report from the K seeds' epoch records: the mean of each metric, and each seed's HM."""
+    n = len(records)
+
+    def mean(values) -> float:
+        return sum(values) / n
+
+    out = {
+        "val_hm": mean(100 * r.val["HM"] for r in records),
+        "val_s": mean(100 * r.val["S"] for r in records),
+        "val_u": mean(100 * r.val["U"] for r in records),
+        "val_zsl": mean(100 * r.val["ZSL"] for r in records),
+        "beta": mean(r.val["beta"] for r in records),
+        "loss": mean(r.loss for r in records),
+        "lr": mean(r.lr for r in records),
+        "epoch": records[0].epoch,
+    }
+    if n > 1:
+        out.update({f"val_hm_seed{s}": 100 * r.val["HM"] for s, r in zip(seeds, records)})
+    return out
+
+
+def run_trial(config: dict) -> None:
+    import ray
+    from ray import tune
+
+    from avbench.protocol.run import stage1_epochs
+
+    ctx = config["avbench"]
+    params = {k: v for k, v in config.items() if k != "avbench"}
+    bench = worker_benchmark(ctx)
+    node = ray.get_runtime_context().get_node_id()
+    seeds = search_seeds(ctx)
+    runs = [
+        stage1_epochs(
+            bench,
+            ctx["method"],
+            protocol=ctx["protocol"],
+            seed=seed,
+            overrides={**ctx["overrides"], **params},
+            text_order=ctx["text_order"],
+            device=ctx["device"],
+        )
+        for seed in seeds
+    ]
+    best, t = -1.0, time.perf_counter()
+    for records in zip(*runs):  # one epoch of every seed, in turn
+        report = epoch_metrics(records, seeds)
+        best = max(best, report["val_hm"])
+        now = time.perf_counter()
+        busy, t = now - t, now
+        # train_seconds: this epoch's training + validation over all seeds (for overhead figures)
+        tune.report({OBJECTIVE: best, **report, "train_seconds": busy, "node_id": node})
+
+
+def run_final(ctx: dict, params: dict, seed: int) -> dict:
+    """Full protocol for one final seed (a Ray task); returns RunResult as a dict."""
+    from avbench.protocol.run import run_protocol
+
+    bench = worker_benchmark(ctx)
+    r = run_protocol(
+        bench,
+        ctx["method"],
+        protocol=ctx["protocol"],
+        seed=int(seed),
+        overrides={**ctx["overrides"], **params},
+        text_order=ctx["text_order"],
+        device=ctx["device"],
+    )
+    return r.to_dict()
