@@ -185,9 +185,10 @@ def generate(spec: SyntheticSpec = SyntheticSpec()) -> dict:
     return {"class_names": names, "embeddings": text, "splits": splits}
 
 
-# The default budget of the synthetic benchmarks (most methods select an epoch well
-# inside it); it keeps `avbench run` to a few minutes at most on a 2-core CPU.
-# --epochs / --set override it.
+# The default budget of the synthetic benchmarks. One `avbench run` on `synthetic` takes
+# (CPU seconds, one thread) about 20-30 for ALE/SJE/DeViSE/APN, 50 for ClipClap/MFT,
+# 100-130 for AVGZSLNet/EZ-AVGZL/AVCA and about 6 minutes for f-VAEGAN-D2; the cost is the
+# methods' own (the data takes well under a second). --epochs / --set override it.
 SYNTHETIC_BUDGET = {"epochs": 10, "batches_per_epoch": 100}
 
 
