@@ -135,7 +135,9 @@ class Method(nn.Module):
         Raise :class:`~avbench.errors.ConfigError` with the reason when there is none
         (no public code, or code whose protocol cannot be reproduced without the test set).
         """
-        raise ConfigError(f"method {cls.name!r} declares no reference protocol; use a preset (e.g. --protocol avca2022)")
+        raise ConfigError(
+            f"method {cls.name!r} declares no reference protocol; use a preset (e.g. --protocol avca2022)"
+        )
 
     def __init__(self, dims: Dims, config: dict):
         super().__init__()
