@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import time
 
 import torch
@@ -76,7 +77,8 @@ def main() -> None:
     print(json.dumps({"device": str(dev), "epoch_s": round(epoch_s, 3), "epoch_cpu_s": round(epoch_cpu_s, 3),
                       "val_s": round(val_s, 4),
                       "protocol": args.protocol, "mode": mode, "negatives": cfg["negatives"],
-                      "bn_passes": cfg["bn_passes"], "threads": torch.get_num_threads()}))
+                      "bn_passes": cfg["bn_passes"], "threads": torch.get_num_threads(),
+                      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
 
 
 if __name__ == "__main__":

@@ -63,7 +63,11 @@ def main() -> None:
             for fmt in ("md", "html"):
                 lb.render(boards, fmt)
             times.append(time.perf_counter() - t)
-        print(json.dumps({"results": store.count(), "tables": len(boards), "compile_s": round(min(times), 4),
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        print(json.dumps({"results": store.count(), "tables": len(boards), "peak_rss_mb": round(peak, 1),
+                          "compile_s": round(min(times), 4),
                           "compile_s_first": round(times[0], 4)}))
         store.engine.dispose()
 

@@ -135,14 +135,23 @@ def _legacy_store(url, rows):
 def test_an_old_store_is_migrated(backend, tmp_path, pg_schema):
     url = f"sqlite:///{tmp_path / 'old.db'}" if backend == "sqlite" else pg_schema()
     _legacy_store(url, [make_row(seed=0, HM=30.0), make_row(seed=1, HM=32.0),
-                        make_row(seed=0, HM=50.0, config_hash="swept", mlflow_run_id="run1", created=10)])
+                        make_row(seed=0, HM=50.0, config_hash="swept", mlflow_run_id="run1", created=10),
+                        make_row(seed=1, HM=52.0, config_hash="swept", mlflow_run_id="run2", created=11)])
     store = Store(url)
     rows = store.rows(columns=["seed", "entry", "entry_kind", "protocol_mode", "reduced_budget"])
-    assert len(rows) == 3 and all(r["protocol_mode"] == "platform" and not r["reduced_budget"] for r in rows)
+    assert len(rows) == 4 and all(r["protocol_mode"] == "platform" and not r["reduced_budget"] for r in rows)
     kinds = {r["entry"]: r["entry_kind"] for r in rows}
     assert sorted(kinds.values()) == ["run", "sweep"] and len(kinds) == 2
     assert store.add_rows([make_row(seed=1, HM=99.0)]) == [(2, False)]  # the old row keeps its key
     assert store.add_rows([make_row(seed=2, HM=31.0)])[0][1] is True
     Store(url)  # opening again is a no-op
     board = lb.compile_boards(store.rows(columns=lb.ROW_COLUMNS + ["HM"]))[0]
-    assert board.cells[("avca", "ucf")].entry.startswith("migrated-sweep/")  # the old sweep's finals are shown
+    cell = board.cells[("avca", "ucf")]
+    assert cell.entry.startswith("migrated-sweep/")  # the old sweep's finals are shown
+    assert (cell.n, cell.mean) == (1, 52.0)  # but not its seed-0 final, the seed the old sweep chose on
+
+
+def test_a_final_on_a_search_seed_is_never_shown():
+    rows = _sweep([0, 1, 2], 50.0, search_seeds=[0])  # seed 0 chose the configuration
+    _, c = _cell(rows)
+    assert (c.n, c.values) == (2, [51.0, 52.0])

@@ -44,7 +44,7 @@ DATASET_ORDER = ("vggsound", "ucf", "activitynet")
 DATASET_TITLES = {"vggsound": "VGGSound-GZSL", "ucf": "UCF-GZSL", "activitynet": "ActivityNet-GZSL"}
 ROW_COLUMNS = ["id", "entry", "entry_kind", "method", "dataset", "features", "protocol", "protocol_mode",
                "text_order", "config_hash", "data_fingerprint", "git_revision", "reduced_budget", "seed",
-               "created_at"]
+               "search_seeds", "created_at"]
 MARKS = {
     "tied": ("≈", f"not significantly different from the best of the dataset ({TEST_NAME})"),
     "revisions": ("†", "results of several code revisions in one cell"),
@@ -155,7 +155,7 @@ def choose_groups(rows: list[dict], entries: list[str] | None = None) -> dict[tu
     """The rows each leaderboard cell shows, keyed (protocol, mode, features, text order, method, dataset).
 
     Rows are grouped by entry, configuration and data version (a group never mixes
-    them). Per cell: with ``entries``, the latest group of those entries; otherwise
+    them); a result on one of its sweep's search seeds is left out. Per cell: with ``entries``, the latest group of those entries; otherwise
     the latest full-budget sweep group, else the latest full-budget group, else the
     latest reduced-budget group.
     """
@@ -163,6 +163,8 @@ def choose_groups(rows: list[dict], entries: list[str] | None = None) -> dict[tu
     for r in rows:
         if entries and r["entry"] not in entries:
             continue
+        if r["seed"] in (r.get("search_seeds") or ()):
+            continue  # a final on a seed that chose the configuration: optimistically biased, never shown
         key = (r["entry"], r["config_hash"], r["data_fingerprint"], r["protocol"], r.get("protocol_mode", "platform"),
                r["features"], r["text_order"], r["method"], r["dataset"])
         groups[key].append(r)

@@ -412,7 +412,9 @@ def _migrate(conn) -> None:
 
     Old rows become entries: sweep finals (they carry an MLflow run id) of kind ``sweep``
     named ``migrated-sweep/<method>/<dataset>-<features>/<protocol>/<config>``, others the
-    default run entry; their budget is unknown, so they count as full-budget.
+    default run entry; their budget is unknown, so they count as full-budget. Old sweeps
+    chose their configuration on seed 0 and reran it as a final: their search seeds are
+    recorded as ``[0]``, so the leaderboard leaves that final out.
     """
     cols = {c["name"] for c in inspect(conn).get_columns(Result.__tablename__)}
     if "entry" in cols:
@@ -446,7 +448,9 @@ def _migrate(conn) -> None:
             kind, entry = "run", default_entry(m)
         conn.execute(
             table.update().where(table.c.id == m["id"]).values(
-                entry=entry, entry_kind=kind, protocol_mode="platform", protocol_options={}, reduced_budget=False
+                entry=entry, entry_kind=kind, protocol_mode="platform", protocol_options={}, reduced_budget=False,
+                # sweeps before entries trained every trial on seed 0 and ran finals from seed 0
+                search_seeds=[0] if kind == "sweep" else None,
             )
         )
     with op.batch_alter_table(Result.__tablename__) as batch:
