@@ -64,8 +64,8 @@ def cmd_run(args) -> int:
         if args.entry:
             from avbench.protocol.presets import resolve_protocol
 
-            _, protocol_options, _ = resolve_protocol(args.method, args.protocol, bench.dataset, bench.features)
-            config = resolve_config(args.method, bench.dataset, bench.features, {**bench.budget, **overrides},
+            _, protocol_options, _ = resolve_protocol(args.method, args.protocol, bench.settings_dataset, bench.features)
+            config = resolve_config(args.method, bench.settings_dataset, bench.features, {**bench.budget, **overrides},
                                     protocol_options=protocol_options)
             store.check_entry_compatible(args.entry, method=args.method, dataset=bench.dataset,
                                          features=bench.features, config_hash=config_hash(config),
@@ -102,6 +102,15 @@ def cmd_run(args) -> int:
     def on_batch():
         progress.advance(tasks["batches"])
 
+    def on_data(stage, resident, nbytes, budget):
+        if args.quiet:
+            return
+        from avbench.protocol.feed import fmt_bytes
+
+        size = "size unknown" if nbytes is None else fmt_bytes(nbytes)
+        how = "in memory" if resident else f"streamed from {bench.name}'s file"
+        progress.console.print(f"[dim]{stage} data: {how} ({size}; memory budget {fmt_bytes(budget)})[/dim]")
+
     with progress:
         result = run_protocol(
             bench,
@@ -114,6 +123,8 @@ def cmd_run(args) -> int:
             on_epoch=on_epoch,
             on_batch=on_batch if not progress.disable else None,
             on_stage=on_stage,
+            memory_budget=args.memory_budget,
+            on_data=on_data,
         )
     summary = result.summary()
     stored = None
@@ -124,7 +135,8 @@ def cmd_run(args) -> int:
         summary["entry"] = store.get(rid)["entry"]
     if args.json:
         out = {**summary, "features": result.features, "stage2_epochs": result.stage2_epochs,
-               "device": result.device, "config": result.config, "val": result.val}
+               "device": result.device, "config": result.config, "val": result.val,
+               "data_access": result.data_access}
         sys.stdout.write(json.dumps(out) + "\n")
         return 0
     _print_result(summary, result)
@@ -276,6 +288,7 @@ def cmd_sweep(args) -> int:
         overrides=overrides,
         home=args.home,
         db=args.db,
+        memory_budget=args.memory_budget,
     )
     err = _console(stderr=True)
     live = not args.quiet and err.is_terminal
@@ -363,19 +376,89 @@ def cmd_ui(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from avbench.data.layout import import_layout
+    from avbench.data.benchmark import Benchmark
+    from avbench.data.layout import import_to_file
     from avbench.data.registry import dataset_path
 
     err = _console(stderr=True)
     with err.status(f"reading {args.dataset} ({args.features}) from {args.root}") as status:
-        bench = import_layout(args.root, args.dataset, args.features, progress=lambda s: status.update(f"read {s}"),
-                              max_len=args.max_len)
-        path = bench.save(dataset_path(f"{args.dataset}-{args.features}", args.home))
-    s = bench.summary()
+        written = import_to_file(args.root, args.dataset, args.features,
+                                 dataset_path(f"{args.dataset}-{args.features}", args.home), dtype=args.dtype,
+                                 progress=lambda s: status.update(f"read {s}"), max_len=args.max_len)
+    s = Benchmark.open(written.path).summary()
     _console().print(
         f"imported {s['name']}: {s['classes']} classes, audio {s['audio_dim']}-d, video {s['video_dim']}-d, "
-        f"text {s['text_dim']}-d, fingerprint {s['fingerprint']} -> {path}"
+        f"text {s['text_dim']}-d, {s['dtype']}, fingerprint {s['fingerprint']} -> {written.path}"
     )
+    return 0
+
+
+def cmd_extract(args) -> int:
+    import importlib.util
+
+    from avbench.errors import DataError
+
+    missing = [m for m in ("av", "transformers") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise DataError(f"avbench data extract needs {' and '.join(missing)}: pip install -e \".[extract]\"")
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from avbench.data.extract import ExtractOptions, extract
+
+    opts = ExtractOptions(
+        videos=args.videos, name=args.name, split_from=args.split_from, metadata=args.metadata, split=args.split,
+        video_split=args.video_split, settings_from=args.settings_from, seed=args.seed, frames=args.frames,
+        max_len=args.max_len, clip=args.clip, clap=args.clap, templates=args.templates, device=args.device,
+        batch_size=args.batch_size, workers=args.workers, cache=args.cache, home=args.home,
+    )
+    err = _console(stderr=True)
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=err,
+                        disable=args.quiet or not err.is_terminal)
+    task: dict = {}
+    counts = {"cached": 0, "extracted": 0, "failed": 0}
+
+    def on_start(total):
+        task["id"] = progress.add_task("videos", total=total, info="")
+
+    def on_video(status):
+        counts[status] += 1
+        progress.update(task["id"], advance=1, info=", ".join(f"{v} {k}" for k, v in counts.items() if v))
+
+    def on_status(text):
+        if not args.quiet and not args.json:
+            progress.console.print(f"[dim]{escape(text)}[/dim]")
+
+    with progress:
+        path, bench, report = extract(opts, on_start=on_start, on_video=on_video, on_status=on_status)
+    if args.json:
+        sys.stdout.write(json.dumps(report, default=str) + "\n")
+        return 0
+    con = _console()
+    s = bench.summary()
+    con.print(f"extracted {s['name']}: {s['classes']} classes, audio {s['audio_dim']}-d, video {s['video_dim']}-d, "
+              f"text {s['text_dim']}-d ({bench.features} features, {bench.dataset} settings), fingerprint "
+              f"{s['fingerprint']} -> {path}", markup=False)
+    con.print(f"videos: {report['videos_used']} used of {report['videos_found']} found, {report['extracted']} extracted, "
+              f"{report['cached']} cached, {len(report['failed'])} failed; "
+              + ", ".join(f"{k} {v['classes']}/{v['videos']}" for k, v in report["splits"].items())
+              + " (classes/videos)", markup=False)
+    notes = [f"failed: {f['path']}: {f['reason']}" for f in report["failed"]]
+    notes += [f"unmatched class: {c} ({n} videos)" for c, n in report["unmatched_classes"].items()]
+    if report["classes_not_in_split"]:
+        out = report["classes_not_in_split"]
+        notes.append(f"{len(out)} classes of the dataset are in none of the benchmark's splits ({sum(out.values())} "
+                     f"videos left out): {', '.join(sorted(out))}")
+    notes += [f"class without videos: {c}" for c in report["classes_without_videos"]]
+    notes += [f"left out: {c}" for c in report["dropped_classes"]] + report["table_conflicts"]
+    if report["videos_not_in_tables"]:
+        notes.append(f"{report['videos_not_in_tables']} videos of matching classes are in none of the split tables")
+    for line in notes[:20]:
+        err.print(line, markup=False)
+    if len(notes) > 20:
+        err.print(f"... and {len(notes) - 20} more", markup=False)
+    con.print(f"report: {report['report']}; run: avbench run --method avca --dataset {s['name']}", markup=False)
     return 0
 
 
@@ -437,6 +520,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default 1): results are bit-reproducible for a given count, not across "
                         "counts, so the count is part of the run's settings")
+    r.add_argument("--memory-budget", default=None, metavar="SIZE",
+                   help="feature bytes a stage may keep in memory (e.g. 4GB); larger splits are streamed from the "
+                        "file (default: a quarter of the machine's memory; on a GPU at most half of its memory); "
+                        "never changes a result")
     r.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument("--no-store", action="store_true", help="do not write the result to the results store")
@@ -453,10 +540,44 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--dataset", required=True, choices=["ucf", "activitynet", "vggsound"])
     i.add_argument("--features", default="main", choices=list(FEATURES),
                    help="main | cls (averaged) | temporal-main | temporal-cls (per-second sequences, TCAF)")
+    i.add_argument("--dtype", default="float32", choices=["float32", "float16"],
+                   help="how feature values are stored (float16 halves the file; part of the fingerprint)")
     i.add_argument("--max-len", type=int, default=None,
                    help="temporal only: centre-crop longer sequences to this many steps (default: 300 for "
                         "ActivityNet, none otherwise)")
     i.set_defaults(func=cmd_import)
+    x = dsub.add_parser("extract", parents=[home], help="a benchmark from raw videos: CLIP video, CLAP audio, CLIP‖CLAP "
+                                                        "text features (pip install -e \".[extract]\")")
+    x.add_argument("--videos", required=True, help="folder of <Class>/<video> files, or a csv of path,class")
+    x.add_argument("--name", "--dataset", dest="name", default=None,
+                   help="the new benchmark's name (default: <split-from>-extracted, or the videos folder's name)")
+    x.add_argument("--split-from", default=None, choices=["ucf", "activitynet", "vggsound"],
+                   help="apply this published benchmark's class split (needs --metadata)")
+    x.add_argument("--metadata", default=None, help="the AVCA-GZSL class-split metadata (folder holding UCF/, ...)")
+    x.add_argument("--split", default="main", choices=["main", "cls"], help="which published split (default main)")
+    x.add_argument("--video-split", default=None, choices=["tables", "seeded"],
+                   help="videos by the metadata's per-video tables (default when present) or by seed")
+    x.add_argument("--settings-from", default=None, choices=["ucf", "activitynet", "vggsound"],
+                   help="published settings the methods use (default: --split-from; required for own classes)")
+    x.add_argument("--seed", type=int, default=0, help="seed of the split of own classes / seeded videos")
+    x.add_argument("--frames", default="middle", choices=["middle", "per-second"],
+                   help="middle frame (ClipClap) or one frame and 1-s audio window per second (temporal methods)")
+    x.add_argument("--max-len", type=int, default=None, help="per-second: centre-crop to this many steps "
+                                                               "(default 300 with ActivityNet settings)")
+    x.add_argument("--clip", default=None, help="CLIP model: a local folder or a name in the Hugging Face cache "
+                                                "(default openai/clip-vit-base-patch32)")
+    x.add_argument("--clap", default=None, help="CLAP model: a local folder or a name in the Hugging Face cache "
+                                                "(default laion/larger_clap_general)")
+    x.add_argument("--templates", default=None, choices=["action", "sound", "plain"],
+                   help="prompt templates of the class embeddings (default: action for ucf/activitynet, sound for "
+                        "vggsound settings)")
+    x.add_argument("--device", default="auto", help="cpu, cuda, or auto: cuda when available (default)")
+    x.add_argument("--batch-size", type=int, default=32)
+    x.add_argument("--workers", type=int, default=2, help="decoding threads (default 2)")
+    x.add_argument("--cache", default=None, help="per-video feature cache (default <home>/cache/extract)")
+    x.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    x.add_argument("--quiet", action="store_true", help="no progress bar")
+    x.set_defaults(func=cmd_extract)
 
     ds = sub.add_parser("datasets", parents=[home], help="list datasets")
     ds.set_defaults(func=cmd_datasets)
@@ -486,6 +607,9 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--batches-per-epoch", type=int, default=None)
     sw.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="fixed settings (not searched)")
     sw.add_argument("--legacy-text-order", action="store_true")
+    sw.add_argument("--memory-budget", default=None, metavar="SIZE",
+                    help="feature bytes each trial may keep in memory (default: the node's default budget shared by "
+                         "the concurrent trials); larger splits are streamed from the file")
     sw.add_argument("--json", action="store_true")
     sw.add_argument("--quiet", action="store_true")
     sw.set_defaults(func=cmd_sweep)

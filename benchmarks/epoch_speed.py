@@ -46,7 +46,8 @@ def main() -> None:
     rules = {**PLATFORM_OPTIONS, **options}
     dev = pick_device(args.device)
     # UCF-GZSL stage-1 sizes: 3174 train / 353 val-seen (30 classes), 1467 val-unseen (12 classes)
-    spec = SyntheticSpec(train_per_class=106, val_seen_per_class=12, val_unseen_per_class=122)
+    spec = SyntheticSpec(n_seen=30, n_val_unseen=12, n_test_unseen=9,
+                         train_per_class=106, val_seen_per_class=12, val_unseen_per_class=122)
     bench = synthetic_benchmark(spec)
     emb = bench.embeddings()
     cfg = resolve_config("avca", "ucf", "main", {"negatives": args.negatives} if args.negatives else {},

@@ -104,7 +104,7 @@ def main() -> None:
     for method in args.methods:
         bench = synthetic_benchmark(variant=VARIANT_OF.get(method, "synthetic"))
         budget = {"epochs": args.epochs, "batches_per_epoch": args.batches, **EXTRA.get(method, {})}
-        for name, protocol, settings, ctx in variants(method, bench.dataset, bench.features):
+        for name, protocol, settings, ctx in variants(method, bench.settings_dataset, bench.features):
             for seed in range(args.seeds):
                 t = time.perf_counter()
                 with ctx():

@@ -15,10 +15,10 @@ def _without_test_splits(b: Benchmark) -> Benchmark:
     """The same benchmark, but reading a test split is impossible."""
     inner = b._loader
 
-    def loader(name):
+    def loader(name, lazy=False):
         if name in TEST_SPLITS:
             raise AssertionError(f"test split {name} was read")
-        return inner(name)
+        return inner(name, lazy)
 
     b._loader = loader
     return b

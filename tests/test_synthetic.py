@@ -4,11 +4,17 @@ import numpy as np
 import pytest
 
 from avbench.data.benchmark import STORED_SPLITS
+from avbench.data.ragged import Ragged
 from avbench.data.synthetic import VARIANTS, SyntheticSpec, generate, synthetic_benchmark
 
 TINY = SyntheticSpec(n_seen=6, n_val_unseen=3, n_test_unseen=3, train_per_class=4, val_seen_per_class=2,
                      val_unseen_per_class=3, test_seen_per_class=2, test_unseen_per_class=3, audio_dim=8,
                      video_dim=6, text_dim=10)
+
+
+def raw(x) -> bytes:
+    """The stored bytes of averaged features or of sequences' steps (and their offsets)."""
+    return x.values.tobytes() + x.offsets.tobytes() if isinstance(x, Ragged) else x.tobytes()
 
 
 @pytest.mark.parametrize("temporal", [None, (2, 5)])
@@ -19,10 +25,10 @@ def test_the_same_spec_gives_byte_identical_arrays(temporal):
     for name in STORED_SPLITS:
         sa, sb = a["splits"][name], b["splits"][name]
         assert sa.audio.dtype == sa.video.dtype == np.float32
-        assert sa.audio.tobytes() == sb.audio.tobytes() and sa.video.tobytes() == sb.video.tobytes()
+        assert raw(sa.audio) == raw(sb.audio) and raw(sa.video) == raw(sb.video)
         assert (sa.labels == sb.labels).all() and (sa.video_ids == sb.video_ids).all()
     other = generate(SyntheticSpec(**{**spec.__dict__, "seed": spec.seed + 1}))
-    assert other["splits"]["stage_1_train"].audio.tobytes() != a["splits"]["stage_1_train"].audio.tobytes()
+    assert raw(other["splits"]["stage_1_train"].audio) != raw(a["splits"]["stage_1_train"].audio)
 
 
 def test_builtin_variants_have_real_class_structures():
@@ -65,3 +71,19 @@ def test_the_default_benchmark_is_hard_and_both_modalities_matter():
     assert 5 * chance < audio < video < both < 0.6
     assert both - video > 0.05
     assert (round(video, 2), round(audio, 2), round(both, 2)) == pytest.approx((0.33, 0.24, 0.45), abs=0.02)
+
+
+def test_the_data_do_not_depend_on_the_thread_count():
+    """A Ray worker runs with one BLAS thread, the driver with all cores: both must make the same data
+    (a BLAS product's last bits depend on its thread count; this fingerprint once did)."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from avbench.data.synthetic import synthetic_benchmark; print(synthetic_benchmark().fingerprint)"
+    prints = set()
+    for threads in ("1", "2"):
+        env = {**os.environ, "OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        prints.add(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                  check=True).stdout.strip())
+    assert prints == {synthetic_benchmark().fingerprint}

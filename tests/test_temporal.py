@@ -1,4 +1,4 @@
-"""Per-second (temporal) features: the TCAF layout, padding/cropping, and averaged views for other methods."""
+"""Per-second (temporal) features: the TCAF layout, stored without padding, cropping, and averaged views."""
 
 import pickle
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from avbench.cli import main
-from avbench.data.layout import import_layout, pad_sequences
+from avbench.data.layout import crop, import_layout
 from avbench.data.registry import load_benchmark
 from avbench.data.synthetic import SyntheticSpec, synthetic_benchmark, write_avca_layout
 from avbench.errors import ConfigError, DataError
@@ -33,21 +33,24 @@ def test_temporal_layout_round_trip(layout, tmp_path):
     assert b.temporal and b.features == "temporal-main"
     s = b.split("stage_1_train")
     assert s.audio.ndim == 3 and s.audio.shape[1] == 7 and s.video.shape[2] == 6
-    # every stored sequence equals the file's, zero-padded after its length
+    # stored without padding: the values are exactly the sequences' steps
+    assert len(s.audio.values) == int(s.audio_len.sum())
+    # every stored sequence equals the file's; a padded batch is zero after each length
     path = layout / "UCF" / "features" / FEAT / "audio" / "stage_1_train" / "Class001.pkl"
     with open(path, "rb") as fh:
         d = pickle.load(fh)
     for seq, name in zip(d["features"], d["video_names"]):
         i = list(s.video_ids).index(name)
         n = s.audio_len[i]
-        assert n == len(seq) and np.array_equal(s.audio[i, :n], seq) and not s.audio[i, n:].any()
+        assert n == len(seq) and np.array_equal(s.audio.sequence(i), seq)
+        padded, lens = s.audio.padded([i, 0])
+        assert lens[0] == n and np.array_equal(padded[0, :n], seq) and not padded[0, n:].any()
 
 
 def test_long_sequences_are_centre_cropped():
     x = np.arange(10, dtype=np.float32)[:, None]
-    out, lens = pad_sequences([x, x[:3]], 4)
-    assert lens.tolist() == [4, 3]
-    assert out[0, :, 0].tolist() == [3, 4, 5, 6] and out[1, :, 0].tolist() == [0, 1, 2, 0]
+    assert crop(x, 4)[:, 0].tolist() == [3, 4, 5, 6] and crop(x[:3], 4)[:, 0].tolist() == [0, 1, 2]
+    assert crop(x, None) is x
 
 
 def test_bad_temporal_files_are_named(layout):
@@ -71,7 +74,7 @@ def test_averaged_methods_see_the_time_average():
     s = b.split("stage_1_train")
     avg = s.averaged()
     i = 3
-    assert np.allclose(avg.audio[i], s.audio[i, : s.audio_len[i]].mean(0), atol=1e-6)
+    assert np.allclose(avg.audio[i], s.audio.sequence(i).mean(0), atol=1e-6)
     r = run_protocol(b, "avca", seed=0, overrides={"epochs": 1, "batches_per_epoch": 3, "batch_size": 16,
                                                   "hidden_encoder": 16, "hidden_decoder": 16})
     assert np.isfinite([r.S, r.U, r.HM, r.ZSL]).all()

@@ -9,8 +9,9 @@ Layout read (FIELD_NOTES §4)::
         features/<main_features|cls_features>/<audio|video>/<split>/<Class>.h5   data [N, D], video_urls [N]
         features/<main_features|cls_features>/text/word_embeddings_<ucf|activity|vggsound>_normed.npy
 
-Everything is read and checked before anything is written; a failed check is one
-:class:`DataError` line naming the file and field.
+Features stream into the benchmark file one class at a time (bounded memory); the
+file appears only when everything was read and checked. A failed check is one
+:class:`DataError` line naming the file and field, and leaves nothing behind.
 
 Class ids follow the public code: position in the sorted original class names.
 The class -> embedding matrix is built BY NAME (original name -> cleaned name via
@@ -30,6 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from avbench.data.benchmark import STORED_SPLITS, SPLITS, Benchmark, Split
+from avbench.data.ragged import Ragged
+from avbench.data.writer import BenchmarkWriter, Written
 from avbench.errors import DataError
 
 
@@ -59,7 +62,8 @@ FEATURES = {
     "clipclap": ("cls_features_non_averaged", "cls_split"),
 }
 # Sequences longer than this are centre-cropped at import (TCAF crops ActivityNet's long
-# videos to 300 steps at test time; UCF and VGGSound clips are kept whole, padded to the longest).
+# videos to 300 steps at test time; UCF and VGGSound clips are kept whole). Sequences are
+# stored without padding (benchmark format 2).
 DEFAULT_MAX_LEN = {"activitynet": 300}
 
 # Splits whose videos must not overlap (stage_2_train is their union and is derived).
@@ -286,23 +290,39 @@ def concat_embeddings(clip: dict, clap: dict, path: Path) -> dict[str, np.ndarra
     return {k: np.concatenate([clip[k], clap[k]]).astype(np.float32) for k in clip}
 
 
-def pad_sequences(seqs: list[np.ndarray], length: int) -> tuple[np.ndarray, np.ndarray]:
-    """[N, length, D] zero-padded at the end (longer ones centre-cropped) and the valid lengths."""
-    out = np.zeros((len(seqs), length, seqs[0].shape[1]), dtype=np.float32)
-    lens = np.zeros(len(seqs), dtype=np.int64)
-    for i, x in enumerate(seqs):
-        if len(x) > length:
-            start = (len(x) - length) // 2
-            x = x[start : start + length]
-        out[i, : len(x)] = x
-        lens[i] = len(x)
-    return out, lens
+def crop(x: np.ndarray, max_len: int | None) -> np.ndarray:
+    """A sequence longer than ``max_len`` steps, centre-cropped to it (as TCAF crops at test time)."""
+    if max_len is None or len(x) <= max_len:
+        return x
+    start = (len(x) - max_len) // 2
+    return x[start : start + max_len]
 
 
-def import_layout(
-    root: str | os.PathLike, dataset: str, features: str = "main", progress=None, max_len: int | None = None
-) -> Benchmark:
-    """Read and validate one dataset variant; return it as an in-memory Benchmark."""
+@dataclass
+class LayoutInfo:
+    """What an import read besides the features: classes, embeddings, where from."""
+
+    name: str
+    dataset: str
+    features: str
+    class_names: list[str]
+    embeddings: np.ndarray
+    legacy: np.ndarray
+    source: str
+    temporal: bool
+
+
+def stream_layout(
+    root: str | os.PathLike, dataset: str, features: str, sink, progress=None, max_len: int | None = None
+) -> LayoutInfo:
+    """Read and validate one dataset variant, handing its features to ``sink`` one class at a time.
+
+    ``sink(split, audio, video, labels, ids)`` receives [n, D] arrays (averaged
+    features) or lists of [T_i, D] sequences (temporal, centre-cropped to ``max_len``).
+    Class lists, names and embeddings are checked before the first class is read; a
+    class file is checked when it is read, so a caller must discard what it received
+    when this raises (:class:`~avbench.data.writer.BenchmarkWriter` does).
+    """
     if dataset not in DATASETS:
         raise DataError(f"dataset {dataset!r}: expected one of {', '.join(DATASETS)}")
     if features not in FEATURES:
@@ -315,6 +335,7 @@ def import_layout(
         max_len = DEFAULT_MAX_LEN.get(dataset)
     if max_len is not None and int(max_len) < 1:
         raise DataError(f"--max-len {max_len}: expected a positive number of steps")
+    max_len = None if max_len is None else int(max_len)
     base = dataset_root(Path(root), info)
     _listing.cache_clear()
     fold = str.lower if info.case_insensitive else (lambda s: s)
@@ -347,18 +368,23 @@ def import_layout(
         emb = read_embeddings(emb_path)
     by_name, legacy = build_embedding_matrices(class_names, name_map, emb, fold, csv_path, emb_path)
 
+    # every class file must exist before the first is read
+    files: dict[tuple[str, int, str], Path] = {}
+    for name in STORED_SPLITS:
+        for modality in ("audio", "video"):
+            folder = base / "features" / feat_dir / modality / name
+            if not folder.is_dir():
+                raise DataError(f"{folder}: missing feature folder")
+            for c in sorted(set(listed[name])):
+                files[name, c, modality] = _class_file(folder, class_names[c], fold, ext)
+
     widths: dict[str, tuple[int, Path]] = {}
-    splits: dict = {}
     owner: dict[str, tuple] = {}
     for name in STORED_SPLITS:
-        parts = {"audio": [], "video": [], "labels": [], "ids": []}
         for c in sorted(set(listed[name])):
             per_mod = {}
             for modality in ("audio", "video"):
-                folder = base / "features" / feat_dir / modality / name
-                if not folder.is_dir():
-                    raise DataError(f"{folder}: missing feature folder")
-                path = _class_file(folder, class_names[c], fold, ext)
+                path = files[name, c, modality]
                 if clipclap:
                     data, urls = _read_vectors_pkl(path)
                 else:
@@ -391,42 +417,57 @@ def import_layout(
                         f"{pa}: video '{u}' is also listed for class {class_names[prev[1]]!r} in {name}"
                     )
             if temporal:
-                parts["audio"] += a
-                parts["video"] += v
-            else:
-                parts["audio"].append(a)
-                parts["video"].append(v)
-            parts["labels"].append(np.full(len(ua), c, dtype=np.int64))
-            parts["ids"].append(ua)
-        splits[name] = parts
+                a, v = [crop(x, max_len) for x in a], [crop(x, max_len) for x in v]
+            sink(name, a, v, np.full(len(ua), c, dtype=np.int64), ua)
         if progress is not None:
             progress(name)
+    return LayoutInfo(f"{dataset}-{features}", dataset, features, class_names, by_name, legacy, str(base), temporal)
 
-    if temporal:  # one length per modality for all splits: the longest sequence, capped by max_len
-        T = {m: max(len(x) for p in splits.values() for x in p[m]) for m in ("audio", "video")}
-        if max_len is not None:
-            T = {m: min(t, int(max_len)) for m, t in T.items()}
-    for name, p in list(splits.items()):
-        kw = {}
-        if temporal:
-            (audio, kw["audio_len"]), (video, kw["video_len"]) = (pad_sequences(p[m], T[m]) for m in ("audio", "video"))
+
+def import_layout(
+    root: str | os.PathLike, dataset: str, features: str = "main", progress=None, max_len: int | None = None,
+    dtype: str = "float32",
+) -> Benchmark:
+    """Read and validate one dataset variant; return it as an in-memory Benchmark."""
+    parts: dict[str, dict[str, list]] = {s: {"audio": [], "video": [], "labels": [], "ids": []} for s in STORED_SPLITS}
+
+    def collect(split, a, v, labels, ids):
+        p = parts[split]
+        if isinstance(a, list):
+            p["audio"] += a
+            p["video"] += v
         else:
-            audio, video = np.concatenate(p["audio"]), np.concatenate(p["video"])
-        splits[name] = Split(
-            name=name, audio=audio, video=video, labels=np.concatenate(p["labels"]),
-            video_ids=np.concatenate(p["ids"]), **kw
-        )
+            p["audio"].append(a)
+            p["video"].append(v)
+        p["labels"].append(labels)
+        p["ids"].append(ids)
 
+    info = stream_layout(root, dataset, features, collect, progress, max_len)
+    join = (lambda xs: Ragged.from_list(xs)) if info.temporal else np.concatenate
+    splits = {
+        s: Split(name=s, audio=join(p["audio"]), video=join(p["video"]), labels=np.concatenate(p["labels"]),
+                 video_ids=np.concatenate(p["ids"]))
+        for s, p in parts.items()
+    }
     return Benchmark.from_splits(
-        name=f"{dataset}-{features}",
-        dataset=dataset,
-        features=features,
-        class_names=class_names,
-        embeddings=by_name,
-        legacy_embeddings=legacy,
-        splits=splits,
-        source=str(base),
+        name=info.name, dataset=dataset, features=features, class_names=info.class_names,
+        embeddings=info.embeddings, legacy_embeddings=info.legacy, splits=splits, source=info.source, dtype=dtype,
     )
+
+
+def import_to_file(
+    root: str | os.PathLike, dataset: str, features: str, path: str | os.PathLike, *, dtype: str = "float32",
+    progress=None, max_len: int | None = None,
+) -> Written:
+    """Stream one dataset variant into a benchmark file, one class in memory at a time.
+
+    Nothing appears at ``path`` unless every file was read and checked; an error or an
+    interruption removes what was written so far.
+    """
+    with BenchmarkWriter(path, dtype=dtype) as w:
+        info = stream_layout(root, dataset, features, w.add, progress, max_len)
+        return w.finish(name=info.name, dataset=dataset, features=features, class_names=info.class_names,
+                        embeddings=info.embeddings, legacy_embeddings=info.legacy, source=info.source)
 
 
 @functools.lru_cache(maxsize=64)

@@ -92,6 +92,12 @@ class SyntheticSpec:
         return self.n_seen + self.n_val_unseen + self.n_test_unseen
 
 
+def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` without BLAS: a BLAS product's last bits depend on its thread count (a benchmark made
+    on a 1-thread Ray worker differed from the 2-thread driver's), numpy's own loop does not."""
+    return np.einsum("ij,jk->ik", a, b, optimize=False)
+
+
 def _random_map(rng: np.random.Generator, d_in: int, d_out: int, hidden: int = 256):
     """x -> max(0, tanh(x W1 + b1) W2 + b2), fixed random weights (computed in float32)."""
     w1 = (rng.standard_normal((d_in, hidden)) / np.sqrt(d_in)).astype(np.float32)
@@ -100,7 +106,7 @@ def _random_map(rng: np.random.Generator, d_in: int, d_out: int, hidden: int = 2
     b2 = (rng.standard_normal(d_out) * 0.3).astype(np.float32)
 
     def f(x: np.ndarray) -> np.ndarray:
-        return np.maximum(np.tanh(x.astype(np.float32) @ w1 + b1) @ w2 + b2, 0.0)
+        return np.maximum(_mm(np.tanh(_mm(x.astype(np.float32), w1) + b1), w2) + b2, 0.0)
 
     return f
 
@@ -120,7 +126,7 @@ def generate(spec: SyntheticSpec = SyntheticSpec()) -> dict:
     mu = np.concatenate([sem, priv], 1)  # [C, k+m]
     # text: a linear image of the semantic part plus the text's own part
     w_text = rng.standard_normal((k, spec.text_dim)) / np.sqrt(k)
-    text = sem @ w_text + spec.text_noise * rng.standard_normal((C, spec.text_dim))
+    text = _mm(sem, w_text) + spec.text_noise * rng.standard_normal((C, spec.text_dim))
     text = (text / np.linalg.norm(text, axis=1, keepdims=True)).astype(np.float32)
     # each modality sees its own lower-rank view of the class code
     v_view = rng.standard_normal((k + m, rv)) / np.sqrt(k + m)
@@ -146,10 +152,10 @@ def generate(spec: SyntheticSpec = SyntheticSpec()) -> dict:
         labels = np.repeat(classes, per_class)
         n = labels.size
         nuis = rng.standard_normal((n, q)) * spec.nuisance_scale
-        x_v = mu[labels] @ v_view + spec.video_noise * rng.standard_normal((n, rv))
+        x_v = _mm(mu[labels], v_view) + spec.video_noise * rng.standard_normal((n, rv))
         off = rng.random(n) < spec.offscreen
         background = np.concatenate([rng.standard_normal((n, k)), rng.standard_normal((n, m)) * spec.private_scale], 1)
-        x_a = np.where(off[:, None], background, mu[labels]) @ a_view + spec.audio_noise * rng.standard_normal((n, ra))
+        x_a = _mm(np.where(off[:, None], background, mu[labels]), a_view) + spec.audio_noise * rng.standard_normal((n, ra))
         ids = np.array([f"v_{names[c]}_{tag}{i:04d}" for c, i in zip(labels, np.tile(np.arange(per_class), classes.size))])
         a_len = v_len = None
         if spec.temporal_len:
@@ -290,7 +296,7 @@ def write_avca_layout(
                                      "fps": [25] * int(m.sum())}, fh)
                     continue
                 if s.temporal:  # the TCAF layout: a pickle of variable-length sequences per class
-                    seqs = [x[i, : lens[i]] for i in np.flatnonzero(m)]
+                    seqs = [x.sequence(i) for i in np.flatnonzero(m)]
                     with open(d / f"{names[c]}.pkl", "wb") as fh:
                         pickle.dump({"features": seqs, "video_names": list(s.video_ids[m]), "fps": 25}, fh)
                     continue

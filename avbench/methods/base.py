@@ -72,14 +72,32 @@ class Batch:
     neg_video_len: torch.Tensor | None = None
 
 
-@dataclass
 class TrainData:
-    """All training videos of the current stage (labels index rows of ``text``)."""
+    """All training videos of the current stage (labels index rows of ``text``).
 
-    audio: torch.Tensor  # [N, Da]
-    video: torch.Tensor  # [N, Dv]
-    label: torch.Tensor  # [N] long
-    text: torch.Tensor  # [C_train, E]
+    ``audio`` [N, Da] and ``video`` [N, Dv] may be given as tensors or as one callable
+    returning both: the trainer passes a callable, so features of a split streamed
+    from disk are read whole only if a method's ``setup`` asks for them.
+    """
+
+    def __init__(self, audio, video=None, label: torch.Tensor | None = None, text: torch.Tensor | None = None):
+        self._features = audio if callable(audio) else (lambda: (audio, video))
+        self._loaded = None
+        self.label = label  # [N] long
+        self.text = text  # [C_train, E]
+
+    def _load(self):
+        if self._loaded is None:
+            self._loaded = self._features()
+        return self._loaded
+
+    @property
+    def audio(self) -> torch.Tensor:
+        return self._load()[0]
+
+    @property
+    def video(self) -> torch.Tensor:
+        return self._load()[1]
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,9 @@ protocol always runs that scheduler, so configs without it get ``lr_patience``
 1000 (it can never fire). ActivityNet trains on random 60-step windows
 (``train_crop``); its test sequences are centre-cropped to 300 steps when the
 benchmark is imported. Unknown datasets (e.g. the synthetic one) get UCF's values
-for their feature type.
+for their feature type. Per-second CLIP/CLAP features (``temporal-clipclap``, from
+``avbench data extract --frames per-second``) have no published TCAF settings: they
+get the dataset's main-feature values (1-s steps, unscaled audio, as SeLaVi's).
 
 Choices and deviations from the public code, with reasons:
 - Padding. The public collator pads each batch to its own longest sequence and the
@@ -293,6 +295,11 @@ class TCAF(Method):
     @classmethod
     def defaults(cls, dataset: str, features: str) -> dict:
         feats = feature_family(features)
+        if features == "temporal-clipclap":
+            # per-second CLIP/CLAP features (`avbench data extract --frames per-second`): nothing is published
+            # for TCAF on them; the dataset's main (SeLaVi) settings, chosen explicitly: 1-s steps in both
+            # modalities and unquantised audio, as SeLaVi's
+            feats = "main"
         if feats not in ("main", "cls"):
             raise ConfigError(f"tcaf has no settings for features {features!r}: it takes the per-second "
                               "temporal-main or temporal-cls features")

@@ -37,6 +37,7 @@ from avbench.protocol.presets import (
     get_preset,
     resolve_protocol,
 )
+from avbench.protocol.feed import default_budget, fmt_bytes, parse_bytes
 from avbench.protocol.trainer import EpochRecord, EvalSet, TrainSet, evaluate, train, train_epochs
 
 
@@ -46,11 +47,21 @@ class SplitAccess:
     def __init__(self, benchmark: Benchmark, allowed: tuple[str, ...], phase: str, averaged: bool = False):
         self._b, self._allowed, self._phase, self._averaged = benchmark, allowed, phase, averaged
 
-    def split(self, name: str) -> Split:
+    def split(self, name: str, lazy: bool = False) -> Split:
+        """The split; ``lazy``: feature values stay in the file (an averaged view is computed in chunks)."""
         if name not in self._allowed:
             raise LeakError(f"{self._phase} asked for split {name!r}; it may read only {', '.join(self._allowed)}")
-        s = self._b.split(name)
+        s = self._b.split(name, lazy=lazy or self._averaged)
         return s.averaged() if self._averaged else s
+
+    def nbytes(self, names: tuple[str, ...]) -> int | None:
+        """Bytes the splits' features take in memory as the run uses them (None: unknown)."""
+        if self._averaged:  # the time average: one float32 vector per video and modality
+            return sum(self._b.split_sizes[n] for n in names) * (self._b.audio_dim + self._b.video_dim) * 4
+        try:
+            return sum(self._b.nbytes(n) for n in names)
+        except Exception:
+            return None
 
 
 def resolve_config(
@@ -140,6 +151,7 @@ class RunResult:
     threads: int = 0  # torch intra-op threads the run used (0: not recorded)
     protocol_mode: str = "platform"  # or "reference": the method's own code's protocol
     protocol_options: dict = field(default_factory=dict)  # options the protocol mode resolved to
+    data_access: dict = field(default_factory=dict)  # stage -> resident | streamed (never changes a number)
 
     def summary(self) -> dict:
         pct = {k: round(100 * getattr(self, k), 4) for k in ("S", "U", "HM", "ZSL")}
@@ -234,16 +246,44 @@ class _Plan:
     mode: str = "platform"
     options: dict = field(default_factory=dict)  # the protocol options as resolved (recorded in the result)
     rules: dict = field(default_factory=lambda: dict(PLATFORM_OPTIONS))  # beta_rule, selection
+    budget: int = 0  # bytes of features a stage may keep resident (see protocol.feed)
+    on_data: Callable | None = None
+    data_access: dict = field(default_factory=dict)  # stage -> "resident" | "streamed"
+    _need: int | None = None
+
+    def residency(self, access: "SplitAccess", names: tuple[str, ...], stage: str) -> bool:
+        """Keep the stage's splits resident when they fit the budget; else stream them."""
+        need = access.nbytes(names)
+        resident = need is None or need <= self.budget
+        self.data_access[stage] = "resident" if resident else "streamed"
+        self._need = need
+        return resident
+
+    def announce(self, stage: str, train: TrainSet | None = None) -> None:
+        """Check that a streamed training stage holds one batch (and the one read ahead) within the
+        budget, then show the stage's choice (``on_data``)."""
+        resident = self.data_access[stage] == "resident"
+        if train is not None and not resident:
+            B = int(self.common["batch_size"])
+            need = 2 * 2 * (train.audio.batch_bytes(B) + train.video.batch_bytes(B))  # pos + neg, current + next
+            if need > self.budget:
+                raise ConfigError(
+                    f"memory budget {fmt_bytes(self.budget)}: too small for one training batch of {B} pairs "
+                    f"(up to {fmt_bytes(need)} with the batch read ahead); raise --memory-budget or lower batch_size"
+                )
+        if self.on_data is not None:
+            self.on_data(stage, resident, self._need, self.budget)
 
 
-def _plan(benchmark, method, protocol, seed, overrides, text_order, device, on_batch) -> _Plan:
-    preset_name, options, mode = resolve_protocol(method, protocol, benchmark.dataset, benchmark.features)
+def _plan(benchmark, method, protocol, seed, overrides, text_order, device, on_batch, memory_budget=None,
+          on_data=None) -> _Plan:
+    preset_name, options, mode = resolve_protocol(method, protocol, benchmark.settings_dataset, benchmark.features)
     preset = get_preset(preset_name)
     rules = {**PLATFORM_OPTIONS, **{k: v for k, v in options.items() if k in PROTOCOL_OPTIONS}}
     # a benchmark may suggest a budget (the synthetic one is small); the user's settings win
-    config = resolve_config(method, benchmark.dataset, benchmark.features, {**benchmark.budget, **(overrides or {})},
+    config = resolve_config(method, benchmark.settings_dataset, benchmark.features, {**benchmark.budget, **(overrides or {})},
                             protocol_options=options)
-    default = resolve_config(method, benchmark.dataset, benchmark.features, dict(benchmark.budget),
+    default = resolve_config(method, benchmark.settings_dataset, benchmark.features, dict(benchmark.budget),
                              protocol_options=options)
     cls = get_method(method)
     if cls.inputs == "temporal" and not benchmark.temporal:
@@ -277,6 +317,8 @@ def _plan(benchmark, method, protocol, seed, overrides, text_order, device, on_b
         mode=mode,
         options=dict(options),
         rules=rules,
+        budget=default_budget(dev) if memory_budget in (None, "", "auto") else parse_bytes(memory_budget),
+        on_data=on_data,
     )
 
 
@@ -290,10 +332,13 @@ def _stage1(benchmark: Benchmark, plan: _Plan, seed: int) -> Iterator[EpochRecor
     stage1_data = SplitAccess(
         benchmark, ("stage_1_train", "stage_1_val_seen", "stage_1_val_unseen"), "stage 1", **plan.tag
     )
-    train1 = TrainSet.build(stage1_data.split("stage_1_train"), plan.emb, plan.dev)
+    resident = plan.residency(stage1_data, ("stage_1_train", "stage_1_val_seen", "stage_1_val_unseen"), "stage 1")
+    lazy = not resident
+    train1 = TrainSet.build(stage1_data.split("stage_1_train", lazy), plan.emb, plan.dev, resident)
+    plan.announce("stage 1", train1)
     val = EvalSet.build(
-        stage1_data.split("stage_1_val_seen"), stage1_data.split("stage_1_val_unseen"), train1.classes, plan.emb,
-        plan.dev,
+        stage1_data.split("stage_1_val_seen", lazy), stage1_data.split("stage_1_val_unseen", lazy), train1.classes,
+        plan.emb, plan.dev, resident,
     )
     torch.manual_seed(seed)
     model = plan.cls(plan.dims, plan.config).to(plan.dev)
@@ -325,6 +370,7 @@ def stage1_epochs(
     overrides: dict | None = None,
     text_order: str = "by-name",
     device: str | None = "cpu",
+    memory_budget: int | str | None = None,
 ) -> Iterator[EpochRecord]:
     """Stage 1 alone, one record (with validation metrics) per epoch, for searches.
 
@@ -333,7 +379,7 @@ def stage1_epochs(
     The test splits are out of reach here as in ``run_protocol``. ``protocol`` may be
     ``reference`` (the method's code's protocol) as there.
     """
-    plan = _plan(benchmark, method, protocol, seed, overrides, text_order, device, None)
+    plan = _plan(benchmark, method, protocol, seed, overrides, text_order, device, None, memory_budget)
     yield from _stage1(benchmark, plan, seed)
 
 
@@ -350,15 +396,19 @@ def run_protocol(
     on_batch: Callable[[], None] | None = None,
     on_stage: Callable[[str, int, int], None] | None = None,
     stage1_only: bool = False,
+    memory_budget: int | str | None = None,
+    on_data: Callable[[str, bool, int | None, int], None] | None = None,
 ) -> RunResult:
     """Run stage 1, selection, stage 2 and the single test evaluation.
 
     Callbacks (for progress displays): ``on_stage(name, epochs, batches_per_epoch)``
-    when a stage starts, ``on_epoch(name, record, epochs)`` after each epoch and
-    ``on_batch()`` after each optimiser step.
+    when a stage starts, ``on_epoch(name, record, epochs)`` after each epoch,
+    ``on_batch()`` after each optimiser step and ``on_data(stage, resident, bytes, budget)``
+    when a stage's data is kept resident or streamed (``memory_budget``, see
+    :mod:`avbench.protocol.feed`; the choice never changes a result).
     """
     t0 = time.perf_counter()
-    plan = _plan(benchmark, method, protocol, seed, overrides, text_order, device, on_batch)
+    plan = _plan(benchmark, method, protocol, seed, overrides, text_order, device, on_batch, memory_budget, on_data)
     preset, config, default, cls, dev = plan.preset, plan.config, plan.default, plan.cls, plan.dev
     emb, dims, tag, betas, common, epochs = plan.emb, plan.dims, plan.tag, plan.betas, plan.common, plan.epochs
 
@@ -404,12 +454,15 @@ def run_protocol(
         protocol_options=dict(plan.options),
     )
     if stage1_only:
+        result.data_access = dict(plan.data_access)
         result.seconds = time.perf_counter() - t0
         return result
 
     # ---- stage 2: retrain on train ∪ val, no validation, stage-1 LR schedule --
     stage2_data = SplitAccess(benchmark, ("stage_2_train",), "stage 2 training", **tag)
-    train2 = TrainSet.build(stage2_data.split("stage_2_train"), emb, dev)
+    resident = plan.residency(stage2_data, ("stage_2_train",), "stage 2")
+    train2 = TrainSet.build(stage2_data.split("stage_2_train", not resident), emb, dev, resident)
+    plan.announce("stage 2", train2)
     torch.manual_seed(seed)
     model = cls(dims, config).to(dev)
     if on_stage:
@@ -427,7 +480,10 @@ def run_protocol(
 
     # ---- test: read once, score with the stage-1 β ----------------------------
     test_data = SplitAccess(benchmark, TEST_SPLITS, "final evaluation", **tag)
-    test = EvalSet.build(test_data.split("stage_2_test_seen"), test_data.split("stage_2_test_unseen"), seen2, emb, dev)
+    resident = plan.residency(test_data, TEST_SPLITS, "test")
+    plan.announce("test")
+    test = EvalSet.build(test_data.split("stage_2_test_seen", not resident),
+                         test_data.split("stage_2_test_unseen", not resident), seen2, emb, dev, resident)
     # one scoring over the whole grid (for plots) and the test β: a grid value is its own column;
     # another (the mean of several outputs' β's) is scored as an extra column
     on_grid = (betas == beta).nonzero()
@@ -443,6 +499,7 @@ def run_protocol(
         "U": [float(x) for x in curve.U[:n]],
         "HM": [float(x) for x in curve.HM[:n]],
     }
+    result.data_access = dict(plan.data_access)
     result.seconds = time.perf_counter() - t0
     return result
 

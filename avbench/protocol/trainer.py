@@ -24,28 +24,31 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from avbench.data.benchmark import Split
+from avbench.data.benchmark import Split, concat_lazy, concat_splits
 from avbench.errors import ConfigError
 from avbench.methods.base import Batch, Method, TrainData
+from avbench.protocol.feed import Features, Prefetcher, eval_chunks
 from avbench.protocol.metrics import GZSLResult, evaluate_gzsl
 
 
 @dataclass
 class TrainSet:
-    """Training videos as device tensors, labels local to ``classes``."""
+    """Training videos (features resident on the run's device or streamed, see ``feed``),
+    labels local to ``classes``."""
 
-    audio: torch.Tensor
-    video: torch.Tensor
+    audio: Features
+    video: Features
     label: torch.Tensor  # [N] local class index
     classes: np.ndarray  # [C] global class ids
     text: torch.Tensor  # [C, E]
     members: torch.Tensor  # [C, max_n] row indices of each class (padded)
     counts: torch.Tensor  # [C]
-    audio_len: torch.Tensor | None = None  # temporal features only
-    video_len: torch.Tensor | None = None
+
+    def __post_init__(self):
+        self.audio, self.video = _features(self.audio), _features(self.video)
 
     @classmethod
-    def build(cls, split: Split, embeddings: np.ndarray, device: torch.device) -> "TrainSet":
+    def build(cls, split: Split, embeddings: np.ndarray, device: torch.device, resident: bool = True) -> "TrainSet":
         classes, local = np.unique(split.labels, return_inverse=True)
         counts = np.bincount(local, minlength=len(classes))
         members = np.zeros((len(classes), counts.max()), dtype=np.int64)
@@ -54,20 +57,31 @@ class TrainSet:
         for c in range(len(classes)):
             members[c, : counts[c]] = order[starts[c] : starts[c] + counts[c]]
         return cls(
-            audio=torch.as_tensor(split.audio, device=device),
-            video=torch.as_tensor(split.video, device=device),
+            audio=Features(split.audio, device, resident),
+            video=Features(split.video, device, resident),
             label=torch.as_tensor(local, dtype=torch.long, device=device),
             classes=classes,
             text=torch.as_tensor(embeddings[classes], device=device),
             members=torch.as_tensor(members),
             counts=torch.as_tensor(counts),
-            audio_len=_lens(split.audio_len, device),
-            video_len=_lens(split.video_len, device),
         )
 
+    @property
+    def resident(self) -> bool:
+        return self.audio.resident
 
-def _lens(x, device):
-    return None if x is None else torch.as_tensor(np.asarray(x), dtype=torch.long, device=device)
+    @property
+    def temporal(self) -> bool:
+        return self.audio.ragged
+
+    def all_features(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every training video's features (for ``Method.setup``): [N, D], or [N, T, D] padded."""
+        return self.audio.rows(0, len(self.audio))[0], self.video.rows(0, len(self.video))[0]
+
+
+def _features(x) -> Features:
+    """A resident [N, D] tensor given directly (tests, hand-made sets) as trainer features."""
+    return Features(x, x.device, True) if isinstance(x, torch.Tensor) else x
 
 
 class PairSampler:
@@ -125,26 +139,30 @@ class PairSampler:
 class EvalSet:
     """Videos of a seen split and an unseen split, scored against one search space."""
 
-    audio: torch.Tensor
-    video: torch.Tensor
+    audio: Features
+    video: Features
     labels: torch.Tensor  # [N] global class ids
     is_seen_video: torch.Tensor  # [N] bool
     search_classes: torch.Tensor  # [K] global class ids
     seen_classes: torch.Tensor
     unseen_classes: torch.Tensor
     text: torch.Tensor  # [K, E]
-    audio_len: torch.Tensor | None = None  # temporal features only
-    video_len: torch.Tensor | None = None
+
+    def __post_init__(self):
+        self.audio, self.video = _features(self.audio), _features(self.video)
 
     @classmethod
     def build(
-        cls, seen_split: Split, unseen_split: Split, seen_classes: np.ndarray, embeddings: np.ndarray, device
+        cls, seen_split: Split, unseen_split: Split, seen_classes: np.ndarray, embeddings: np.ndarray, device,
+        resident: bool = True,
     ) -> "EvalSet":
         unseen_classes = np.unique(unseen_split.labels)
         search = np.union1d(seen_classes, unseen_classes)
+        both = (concat_splits("eval", [seen_split.resident(), unseen_split.resident()]) if resident
+                else concat_lazy("eval", [seen_split, unseen_split]))
         return cls(
-            audio=torch.as_tensor(np.concatenate([seen_split.audio, unseen_split.audio]), device=device),
-            video=torch.as_tensor(np.concatenate([seen_split.video, unseen_split.video]), device=device),
+            audio=Features(both.audio, device, resident),
+            video=Features(both.video, device, resident),
             labels=torch.as_tensor(np.concatenate([seen_split.labels, unseen_split.labels]), device=device),
             is_seen_video=torch.cat(
                 [torch.ones(len(seen_split), dtype=torch.bool), torch.zeros(len(unseen_split), dtype=torch.bool)]
@@ -153,10 +171,6 @@ class EvalSet:
             seen_classes=torch.as_tensor(np.asarray(seen_classes), device=device),
             unseen_classes=torch.as_tensor(unseen_classes, device=device),
             text=torch.as_tensor(embeddings[search], device=device),
-            audio_len=None if not seen_split.temporal else _lens(
-                np.concatenate([seen_split.audio_len, unseen_split.audio_len]), device),
-            video_len=None if not seen_split.temporal else _lens(
-                np.concatenate([seen_split.video_len, unseen_split.video_len]), device),
         )
 
 
@@ -168,12 +182,11 @@ def _distances(method: Method, data: EvalSet, chunk: int, named: bool):
         method.prepare_eval(data.text, torch.isin(data.search_classes, data.seen_classes))
         with torch.no_grad():
             parts = []
-            for i in range(0, data.audio.shape[0], chunk):
-                kw = {}
-                if data.audio_len is not None:
-                    kw = {"audio_len": data.audio_len[i : i + chunk], "video_len": data.video_len[i : i + chunk]}
-                score = method.named_distances if named else method.distances
-                parts.append(score(data.audio[i : i + chunk], data.video[i : i + chunk], data.text, **kw))
+            score = method.named_distances if named else method.distances
+            for a, b in eval_chunks(data.audio, data.video, chunk):
+                (audio, a_len), (video, v_len) = data.audio.rows(a, b), data.video.rows(a, b)
+                kw = {} if a_len is None else {"audio_len": a_len, "video_len": v_len}
+                parts.append(score(audio, video, data.text, **kw))
     finally:
         method.train(was_training)
     if named:
@@ -223,6 +236,24 @@ class EpochRecord:
     val: dict | None = None  # metrics at the epoch's best β (fractions)
 
 
+def _epoch_features(train_set: TrainSet, pos: torch.Tensor, neg: torch.Tensor) -> Iterator[tuple]:
+    """Per batch: ((audio, lens), (video, lens), (neg audio, lens), (neg video, lens)) on the device;
+    streamed data is read one batch ahead."""
+    if train_set.resident:
+        dev = train_set.audio.device
+        pos, neg = pos.to(dev), neg.to(dev)
+        for b in range(pos.shape[0]):
+            p, n = pos[b], neg[b]
+            yield (train_set.audio.take(p), train_set.video.take(p), train_set.audio.take(n), train_set.video.take(n))
+        return
+    reader = Prefetcher([train_set.audio, train_set.video])
+    try:
+        for (a, na), (v, nv) in reader.iterate(pos, neg):
+            yield a, v, na, nv
+    finally:
+        reader.close()
+
+
 def train(method: Method, train_set: TrainSet, *, on_epoch: Callable[[EpochRecord], None] | None = None,
           **kw) -> list[EpochRecord]:
     """Train ``method`` for ``epochs`` epochs (see :func:`train_epochs`); the epoch records."""
@@ -261,7 +292,7 @@ def train_epochs(
     After every optimiser step ``method.after_step(batch)`` runs (in train mode).
     A generator, so a search can advance several seeds' runs one epoch at a time.
     """
-    method.setup(TrainData(train_set.audio, train_set.video, train_set.label, train_set.text))
+    method.setup(TrainData(train_set.all_features, label=train_set.label, text=train_set.text))
     opt = method.optimizer()  # after setup(): parameters it creates are optimised too
     sched = None
     if val is not None:
@@ -275,24 +306,24 @@ def train_epochs(
         lr = float(opt.param_groups[0]["lr"])
         dev = train_set.audio.device
         pos, neg, in_batch = sampler.epoch(batches_per_epoch)
-        pos, neg = pos.to(dev), neg.to(dev)
+        label_pos, label_neg = train_set.label[pos.to(dev)], train_set.label[neg.to(dev)]
         in_batch = in_batch.to(dev) if in_batch is not None else None
         total = torch.zeros((), device=dev)
-        for b in range(batches_per_epoch):
-            p, n = pos[b], neg[b]
+        for b, feats in enumerate(_epoch_features(train_set, pos, neg)):
+            (a, a_len), (v, v_len), (na, na_len), (nv, nv_len) = feats
             batch = Batch(
-                audio=train_set.audio[p],
-                video=train_set.video[p],
-                label=train_set.label[p],
-                neg_audio=train_set.audio[n],
-                neg_video=train_set.video[n],
-                neg_label=train_set.label[n],
+                audio=a,
+                video=v,
+                label=label_pos[b],
+                neg_audio=na,
+                neg_video=nv,
+                neg_label=label_neg[b],
                 text=train_set.text,
                 neg_index=in_batch[b] if in_batch is not None else None,
             )
-            if train_set.audio_len is not None:
-                batch.audio_len, batch.video_len = train_set.audio_len[p], train_set.video_len[p]
-                batch.neg_audio_len, batch.neg_video_len = train_set.audio_len[n], train_set.video_len[n]
+            if a_len is not None:
+                batch.audio_len, batch.video_len = a_len, v_len
+                batch.neg_audio_len, batch.neg_video_len = na_len, nv_len
             loss, _ = method.loss(batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -16,16 +16,21 @@ REQUIRED = ("source", "features", "results")
 METRIC_KEYS = ("S", "U", "HM", "ZSL")
 
 
-def reported_dir() -> Path:
-    env = os.environ.get("AVBENCH_REPORTED")
-    if env:
-        return Path(env)
+def leaderboards_dir(sub: str, env: str) -> Path:
+    """``leaderboards/<sub>`` of the source tree (or of the working directory), or ``$<env>``."""
+    override = os.environ.get(env)
+    if override:
+        return Path(override)
     here = Path(__file__).resolve()
     for base in (here.parents[2], Path.cwd()):
-        cand = base / "leaderboards" / "reported"
+        cand = base / "leaderboards" / sub
         if cand.is_dir():
             return cand
-    return here.parents[2] / "leaderboards" / "reported"
+    return here.parents[2] / "leaderboards" / sub
+
+
+def reported_dir() -> Path:
+    return leaderboards_dir("reported", "AVBENCH_REPORTED")
 
 
 def load_reported(folder: str | os.PathLike | None = None) -> list[dict]:

@@ -91,15 +91,9 @@ class Planned:
 
 
 def suites_dir() -> Path:
-    env = os.environ.get("AVBENCH_SUITES")
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve()
-    for base in (here.parents[2], Path.cwd()):
-        cand = base / "leaderboards" / "suites"
-        if cand.is_dir():
-            return cand
-    return here.parents[2] / "leaderboards" / "suites"
+    from avbench.results.reported import leaderboards_dir
+
+    return leaderboards_dir("suites", "AVBENCH_SUITES")
 
 
 def suite_path(ref: str) -> Path:
@@ -261,9 +255,9 @@ def plan(suite: Suite, home=None, db=None, storage=None, tracking_uri=None, addr
                 continue
             overrides = {**suite.settings, **suite.budget.get(dataset, {})}
             try:  # what sweep() checks before it starts Ray: a bad pair fails here, not in a trial
-                _, options, _ = resolve_protocol(m, suite.protocol, bench.dataset, bench.features)
+                _, options, _ = resolve_protocol(m, suite.protocol, bench.settings_dataset, bench.features)
                 load_space(m, bench.dataset)
-                resolve_config(m, bench.dataset, bench.features, {**bench.budget, **overrides},
+                resolve_config(m, bench.settings_dataset, bench.features, {**bench.budget, **overrides},
                                protocol_options=options)
             except AvbenchError as e:
                 item.skip = str(e)

@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from avbench.protocol.feed import parse_bytes
 from avbench.errors import ConfigError
 from avbench.search.trial import OBJECTIVE, run_final, run_trial
 
@@ -63,6 +64,7 @@ class SweepSpec:
     home: str | None = None
     db: str | None = None
     sampler_seed: int = 0
+    memory_budget: str | None = None  # per trial (--memory-budget); default: a share of the node's memory
 
     def sweep_name(self) -> str:
         return self.name or f"{self.method}-{self.dataset}-{self.protocol}"
@@ -177,16 +179,18 @@ def sweep(spec: SweepSpec, console=None, live: bool = True, on_final=None) -> di
         logging.getLogger(noisy).setLevel(logging.WARNING)
     trial_seeds, final_seeds = seed_plan(spec.search_seeds, spec.seeds)
     home = avbench_home(spec.home).resolve()
-    dataset = canonical_name(spec.dataset)
+    dataset = canonical_name(spec.dataset, home)
     bench = load_benchmark(dataset, home)
     method = get_method(spec.method).name
-    preset, options, mode = resolve_protocol(method, spec.protocol, bench.dataset, bench.features)
+    preset, options, mode = resolve_protocol(method, spec.protocol, bench.settings_dataset, bench.features)
     space = load_space(spec.method, bench.dataset)
     # each trial and final uses its CPUs as torch threads; the count is a run setting (results are
     # bit-reproducible for a given count), so the finals record it in their configuration
+    if spec.memory_budget:
+        parse_bytes(spec.memory_budget)  # a malformed size is one line before Ray starts
     base = {**bench.budget, "threads": max(1, int(spec.cpus_per_trial)), **spec.overrides}
     # bad settings fail here, not in a trial
-    fixed = resolve_config(method, bench.dataset, bench.features, base, protocol_options=options)
+    fixed = resolve_config(method, bench.settings_dataset, bench.features, base, protocol_options=options)
     epochs = int(fixed["epochs"])
     # a fixed --set wins over the space, and so does a setting the protocol fixes
     space = {k: p for k, p in space.items() if k not in spec.overrides and k not in options}
@@ -252,6 +256,8 @@ def sweep(spec: SweepSpec, console=None, live: bool = True, on_final=None) -> di
             "device": "cuda" if gpus > 0 else "cpu",
             "threads": int(fixed["threads"]),
             "epochs": epochs,
+            "memory_budget": spec.memory_budget,
+            "concurrent": max_conc,
         }
         tracker = tracker_init.result()  # MLflow was set up while Ray started
         pool.shutdown()
@@ -268,9 +274,17 @@ def sweep(spec: SweepSpec, console=None, live: bool = True, on_final=None) -> di
         with view:
             grid = tuner.fit()
         search_s = time.time() - t_search
-        best = grid.get_best_result(metric=OBJECTIVE, mode="max", scope="all")
+        known = {r.metrics.get("trial_id") for r in grid if r.metrics}
+        known |= {os.path.basename(str(r.path)).removeprefix("trial_") for r in grid if r.path}
+        tracker.close_lost_trials(known)
+        try:
+            best = grid.get_best_result(metric=OBJECTIVE, mode="max", scope="all")
+        except RuntimeError:  # no trial reported the objective
+            best = None
         if best is None or best.config is None:
-            raise ConfigError(f"sweep {name}: no trial finished (see {exp_path})")
+            errors = [str(e).strip().splitlines()[-1] for e in grid.errors if str(e).strip()]
+            why = f"; e.g. {errors[0]}" if errors else ""
+            raise ConfigError(f"sweep {name}: no trial finished (see {exp_path}){why}")
         params = {k: v for k, v in best.config.items() if k != "avbench"}
         trials_done = sum(1 for r in grid if r.metrics)
         trial_nodes = sorted({r.metrics.get("node_id") for r in grid if r.metrics and r.metrics.get("node_id")})
@@ -281,7 +295,7 @@ def sweep(spec: SweepSpec, console=None, live: bool = True, on_final=None) -> di
                 busy += float(df["train_seconds"].sum())
 
         # ---- finals: the best configuration through the whole protocol, on seeds no trial used
-        config = resolve_config(method, bench.dataset, bench.features, {**base, **params}, protocol_options=options)
+        config = resolve_config(method, bench.settings_dataset, bench.features, {**base, **params}, protocol_options=options)
         chash = config_hash(config)
         # tags, not parameters: a resumed sweep may find a new best, and MLflow parameters are immutable
         tracker.set_best(params, float(best.metrics[OBJECTIVE]), trial=best.metrics.get("trial_id"),

@@ -121,6 +121,21 @@ class Tracker:
     def end(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)
 
+    def close_lost_trials(self, trial_ids: set[str]) -> list[str]:
+        """Mark KILLED the trial runs of trials the search no longer knows: a driver killed right after a
+        trial started, before Ray Tune saved that trial, leaves its run open, and the resumed search runs
+        a new trial instead. Returns their run ids."""
+        lost = []
+        for key, run_id in self.children.items():
+            if key.startswith("final-") or key in trial_ids:
+                continue
+            run = self.client.get_run(run_id)
+            if run.data.tags.get("avbench.kind") == "trial" and run.info.status == "RUNNING":
+                self.client.set_tag(run_id, "avbench.lost", "the driver was killed before Ray Tune saved this trial")
+                self.end(run_id, "KILLED")
+                lost.append(run_id)
+        return lost
+
 
 class schema_lock:
     """Serialise a tool's schema creation across processes (MLflow, Optuna create tables on first use):

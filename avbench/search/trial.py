@@ -87,6 +87,7 @@ def run_trial(config: dict) -> None:
             overrides={**ctx["overrides"], **params},
             text_order=ctx["text_order"],
             device=ctx["device"],
+            memory_budget=memory_budget(ctx),
         )
         for seed in seeds
     ]
@@ -113,5 +114,17 @@ def run_final(ctx: dict, params: dict, seed: int) -> dict:
         overrides={**ctx["overrides"], **params},
         text_order=ctx["text_order"],
         device=ctx["device"],
+        memory_budget=memory_budget(ctx),
     )
     return r.to_dict()
+
+
+def memory_budget(ctx: dict):
+    """The sweep's --memory-budget, or this node's default budget shared by the concurrent trials
+    (a worker reads a split larger than its share from the file instead of loading it)."""
+    if ctx.get("memory_budget"):
+        return ctx["memory_budget"]
+    from avbench.protocol.feed import default_budget
+    from avbench.protocol.run import pick_device
+
+    return default_budget(pick_device(ctx["device"])) // max(1, int(ctx.get("concurrent") or 1))
