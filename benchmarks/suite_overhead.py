@@ -1,35 +1,52 @@
-"""A suite in one Ray job against the same sweeps run one after another.
+"""A suite in one command against the same sweeps as one command each, timed as a user runs them.
 
-Runs a suite (default: the synthetic demo, ``leaderboards/suites/synthetic.yaml``) with
-``avbench suite run`` semantics in a fresh data home, then the same sweeps one after
-another (each ``sweep()`` starting and stopping its own Ray, as separate ``avbench sweep``
-commands do) in another fresh home, and prints one JSON line:
+Writes the suite (default: the synthetic demo, ``leaderboards/suites/synthetic.yaml``,
+optionally cut to some methods and datasets) to a temporary YAML file and runs
+
+- ``avbench suite run FILE --json`` in a fresh data home, then
+- for every runnable (method, dataset) pair of it, ``avbench sweep ... --json`` with the
+  same name, trials, seeds, search seeds, protocol and budget, one after another in
+  another fresh home: what a user ran before suites existed,
+
+each timed from outside (process start to exit: imports, Ray start and shutdown,
+MLflow, Optuna and the store included), and prints one JSON line:
 
 - ``suite_wall_s`` / ``sequential_sum_s`` and their ratio (target <= 0.7);
 - ``overhead_share``: 1 - busy / (suite wall x trial slots), where busy is the time
   trials and finals spend in training and validation (measured inside them); idle
-  slots, Ray start, imports, MLflow/Optuna/store work count as overhead (target <= 5 %).
-
-Measured on the shared 2-core machine (load average 7-10 from other jobs), with
-``--methods avca,cjme,ale,devise --datasets synthetic`` (4 sweeps, the demo's budgets):
-suite 250 s against 287 s sequential (ratio 0.87), overhead 36 % -- both targets
-(<= 0.7, <= 5 %) missed at these tiny budgets, where Ray start, trial-actor and
-final-worker start-up (torch import, data) weigh as much as the training.
+  slots, process and Ray start, imports, data loading, MLflow/Optuna/store work count
+  as overhead (target <= 5 %);
+- ``peak_rss_mb`` of the suite command (its own process; Ray's workers are others).
 
 Usage: python benchmarks/suite_overhead.py [--suite synthetic] [--methods avca,cjme] [--datasets synthetic]
-       [--trials N] [--epochs E] [--batches B] [--no-sequential]
+       [--trials N] [--seeds S] [--epochs E] [--batches B] [--no-sequential]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
+import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
-from avbench.search.suite import load_suite, plan, run_suite
-from avbench.search.sweep import sweep
+import yaml
+
+from avbench.search.suite import load_suite, plan
+
+
+def _timed(cmd: list[str], env: dict) -> tuple[float, dict]:
+    t = time.time()
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.time() - t
+    if run.returncode != 0:
+        tail = (run.stderr.strip().splitlines() or ["(no output)"])[-1]
+        sys.exit(f"{' '.join(cmd[:4])} ... failed (exit {run.returncode}): {tail}")
+    return wall, json.loads(run.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -44,41 +61,54 @@ def main() -> None:
     ap.add_argument("--no-sequential", action="store_true", help="only the suite")
     args = ap.parse_args()
     suite = load_suite(args.suite)
+    doc = yaml.safe_load(Path(suite.path).read_text())
+    doc["name"] = suite.name
     if args.methods:
-        suite.methods = [m for m in suite.methods if m in args.methods.split(",")]
+        doc["methods"] = [m for m in suite.methods if m in args.methods.split(",")]
     if args.datasets:
-        keep = args.datasets.split(",")
-        suite.datasets = [d for d in suite.datasets if d in keep]
+        doc["datasets"] = [d for d in suite.datasets if d in args.datasets.split(",")]
     if args.trials:
-        suite.trials = args.trials
+        doc["trials"] = args.trials
     if args.seeds:
-        suite.seeds = args.seeds
-    for d in suite.datasets:
+        doc["seeds"] = args.seeds
+    budget = doc.setdefault("budget", {})
+    for d in doc.get("datasets", []):
+        row = budget.setdefault(d, dict(budget.get("default", {})))
         if args.epochs:
-            suite.budget.setdefault(d, {})["epochs"] = args.epochs
+            row["epochs"] = args.epochs
         if args.batches:
-            suite.budget.setdefault(d, {})["batches_per_epoch"] = args.batches
-
-    with tempfile.TemporaryDirectory() as home:
-        s = run_suite(suite, home=home, live=False, console=None)
-    capacity = s["wall_seconds"] * s["slots"]
-    out = {
-        "suite": suite.name, "sweeps": s["done"], "skipped": s["skipped"], "failed": s["failed"],
-        "trials_per_sweep": suite.trials, "slots": s["slots"],
-        "suite_wall_s": round(s["wall_seconds"], 1), "busy_s": round(s["busy_seconds"], 1),
-        "overhead_share": round(1 - s["busy_seconds"] / capacity, 4),
-    }
-    print(json.dumps(out), file=sys.stderr, flush=True)  # the suite's figures, before the long sequential part
-    if not args.no_sequential:
-        total = 0.0
-        with tempfile.TemporaryDirectory() as home:
-            for item in plan(suite, home=home):
+            row["batches_per_epoch"] = args.batches
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    avbench = [sys.executable, "-m", "avbench.cli"]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{suite.name}.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        wall, s = _timed(avbench + ["suite", "run", str(path), "--home", f"{tmp}/suite", "--json", "--quiet"], env)
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        out = {
+            "suite": suite.name, "sweeps": s["done"], "skipped": s["skipped"], "failed": s["failed"],
+            "trials_per_sweep": s["sweeps"][0].get("trials") if s["sweeps"] else None, "slots": s["slots"],
+            "suite_wall_s": round(wall, 1), "suite_inner_wall_s": round(s["wall_seconds"], 1),
+            "busy_s": round(s["busy_seconds"], 1),
+            "overhead_share": round(1 - s["busy_seconds"] / (wall * s["slots"]), 4),
+            "peak_rss_mb": round(peak, 1),
+        }
+        print(json.dumps(out), file=sys.stderr, flush=True)  # the suite's figures, before the long sequential part
+        if not args.no_sequential:
+            total = 0.0
+            for item in plan(load_suite(str(path)), home=f"{tmp}/seq"):
                 if item.spec is None:
                     continue
-                t = time.time()
-                sweep(item.spec, live=False)  # starts and stops its own Ray, as `avbench sweep` does
-                total += time.time() - t
-        out.update({"sequential_sum_s": round(total, 1), "ratio": round(s["wall_seconds"] / total, 3)})
+                sp = item.spec
+                cmd = avbench + [
+                    "sweep", "--method", sp.method, "--dataset", sp.dataset, "--trials", str(sp.trials),
+                    "--seeds", str(sp.seeds), "--search-seeds", str(sp.search_seeds), "--name", sp.name,
+                    "--protocol", sp.protocol, "--cpus-per-trial", str(sp.cpus_per_trial),
+                    "--home", f"{tmp}/seq", "--json", "--quiet",
+                ] + [a for k, v in sp.overrides.items() for a in ("--set", f"{k}={v}")]
+                cmd += ["--legacy-text-order"] if sp.text_order == "legacy" else []
+                total += _timed(cmd, env)[0]
+            out.update({"sequential_sum_s": round(total, 1), "ratio": round(wall / total, 3)})
     print(json.dumps(out))
 
 

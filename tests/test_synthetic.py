@@ -87,3 +87,20 @@ def test_the_data_do_not_depend_on_the_thread_count():
         prints.add(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                                   check=True).stdout.strip())
     assert prints == {synthetic_benchmark().fingerprint}
+
+
+def test_each_load_is_its_own_benchmark_and_a_named_spec_is_not_mixed_up():
+    # a worker loads the built-in benchmark for every trial and final it runs (generated once per process):
+    # each load keeps its own audit of the splits it read and its own budget
+    a, b = synthetic_benchmark(), synthetic_benchmark()
+    b.split("stage_2_test_seen")
+    b.budget["epochs"] = 1
+    assert a.loaded == [] and b.loaded == ["stage_2_test_seen"]
+    assert synthetic_benchmark().budget["epochs"] != 1 and synthetic_benchmark().loaded == []
+    assert a.fingerprint == b.fingerprint
+    # class names are not part of a spec's equality: a spec that names its classes is not served another's
+    spec = SyntheticSpec(n_seen=3, n_val_unseen=2, n_test_unseen=2, train_per_class=4)
+    names = [f"Named{c}" for c in range(spec.n_classes)]
+    plain = synthetic_benchmark(spec)
+    named = synthetic_benchmark(SyntheticSpec(**{**spec.__dict__, "class_names": names}))
+    assert plain.class_names != names and named.class_names == names

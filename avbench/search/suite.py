@@ -24,7 +24,10 @@ Every (method, dataset) pair is one sweep (``search.sweep``) named
 experiment and store entry (the sweep's name). All the sweeps run at once in one Ray
 job: Ray is started once, each sweep's driver is a thread of this process with its own
 ``Tuner``, and their trials and finals queue for the same CPUs/GPUs, so a slot freed
-by one sweep's tail goes to another sweep's trial. A pair that cannot run (a temporal
+by one sweep's tail goes to another sweep's trial. Unless the suite sets
+``max_concurrent``, the slots are split between the sweeps (at least one each): a
+sweep's trials then follow each other in one reused Ray Tune actor instead of each
+starting a process that imports torch and loads the data. A pair that cannot run (a temporal
 method on averaged features, a dataset not imported, no search space) is reported and
 skipped. Rerunning the suite resumes every unfinished sweep (``Tuner.restore``, the
 Optuna storage, the store's idempotent writes) and skips finished ones.
@@ -480,6 +483,13 @@ def run_suite(suite: Suite, home=None, db=None, storage=None, tracking_uri=None,
                 ray.init(num_cpus=os.cpu_count(), num_gpus=torch.cuda.device_count() if cuda else 0, **kw)
             started_ray = True
         slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(suite.cpus_per_trial, 1e-9)))
+        for s in todo:
+            s.item.spec.shared_slots = slots
+            if s.item.spec.max_concurrent is None:
+                # the slots split between the sweeps: a sweep's trials then run one after another in the
+                # same Ray Tune actor (reused: no new process, imports and data load per trial) while the
+                # other sweeps fill the other slots
+                s.item.spec.max_concurrent = max(1, slots // len(todo))
 
     def work(state: SweepState) -> None:
         from avbench.search.sweep import sweep

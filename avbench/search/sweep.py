@@ -65,6 +65,9 @@ class SweepSpec:
     db: str | None = None
     sampler_seed: int = 0
     memory_budget: str | None = None  # per trial (--memory-budget); default: a share of the node's memory
+    # trials of all sweeps that may run at once (a suite's sweeps share the slots): the default memory
+    # budget is shared by that many; default: this sweep's own concurrency
+    shared_slots: int | None = None
 
     def sweep_name(self) -> str:
         return self.name or f"{self.method}-{self.dataset}-{self.protocol}"
@@ -257,7 +260,7 @@ def sweep(spec: SweepSpec, console=None, live: bool = True, on_final=None) -> di
             "threads": int(fixed["threads"]),
             "epochs": epochs,
             "memory_budget": spec.memory_budget,
-            "concurrent": max_conc,
+            "concurrent": max(max_conc, spec.shared_slots or 0),
         }
         tracker = tracker_init.result()  # MLflow was set up while Ray started
         pool.shutdown()
