@@ -310,7 +310,8 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_suite(args) -> int:
-    from avbench.search.suite import load_suite, run_suite, suite_status
+    from avbench.search.suite import load_suite
+    from avbench.search.suite_run import run_suite, suite_status
 
     suite = load_suite(args.suite)
     con, err = _console(), _console(stderr=True)

@@ -203,7 +203,7 @@ def test_progress_is_plain_lines_in_a_log_file(tmp_path):
 
     from rich.console import Console
 
-    from avbench.search.suite import SuiteView, SweepState
+    from avbench.search.suite_view import SuiteView, SweepState
 
     path = tmp_path / "p.yaml"
     path.write_text("methods: [avca, tcaf]\ndatasets: [synthetic]\ntrials: 4\nseeds: 2\n")
