@@ -114,6 +114,20 @@ def _synthetic_fingerprint():
     return synthetic_benchmark().fingerprint
 
 
+def test_without_address_a_sweep_starts_its_own_ray_beside_a_running_cluster(cluster, tmp_path):
+    # a Ray started on this machine (here: the fixture's) is not joined unless --address or $RAY_ADDRESS names it
+    home = tmp_path / "home"
+    cmd = [sys.executable, "-m", "avbench.cli", "sweep", "--method", "devise", "--dataset", "synthetic",
+           "--trials", "2", "--seeds", "1", "--epochs", "1", "--batches-per-epoch", "4", "--set", "batch_size=64",
+           "--name", "own-ray", "--home", str(home), "--json", "--quiet"]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update({"PYTHONPATH": str(REPO), "AVBENCH_HOME": str(home)})
+    s = _finish(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    cluster_nodes = {n.node_id for n in cluster.list_all_nodes()}
+    assert len(s["nodes"]) == 1 and not set(s["nodes"]) & cluster_nodes
+    assert s["trials"] == 2 and len(s["finals"]) == 1
+
+
 def test_the_ray_up_config_in_the_repository():
     import yaml
 

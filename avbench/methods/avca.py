@@ -152,12 +152,13 @@ class AVCA(Method):
         - clipclap (CLIP/CLAP features): AVCA results on them are published (MFT paper
           Table 2; FIELD_NOTES §6) but no settings, and the ClipClap code has no AVCA
           config. Chosen: the dataset's cls settings, the features' class split;
-        - synthetic (shaped like UCF-GZSL): UCF's settings for its feature family.
+        - synthetic (nothing published): UCF's settings for its feature family, chosen
+          explicitly (the default synthetic has ActivityNet's class counts, synthetic-temporal UCF's).
         """
         family = feature_family(features)
         if family == "clipclap":
             family = "cls"  # no published setting: the class split's (cls_split) settings
-        ds = "ucf" if dataset == "synthetic" else dataset  # synthetic: shaped like UCF-GZSL
+        ds = "ucf" if dataset == "synthetic" else dataset  # synthetic: UCF's, chosen (see above)
         try:
             return cls.PUBLISHED[(ds, family)]
         except KeyError:

@@ -133,7 +133,7 @@ class CJME(Method):
     # Per dataset: --dropout_baselines of run_scripts/<UCF|ActivityNet|VGGSound>-GZSL/cjme.sh, the
     # same for main_features and cls_features; every other setting is the same in all scripts.
     # No CJME settings are published for the clipclap features or the synthetic benchmark; chosen
-    # explicitly: the dataset's (clipclap), UCF's (synthetic, shaped like UCF-GZSL).
+    # explicitly: the dataset's (clipclap), UCF's (synthetic: the smallest real benchmark's settings).
     DROPOUT = {"ucf": 0.2, "activitynet": 0.2, "vggsound": 0.0}
 
     @classmethod

@@ -153,7 +153,7 @@ class ClipClap(Method):
         """(epochs, lr): published for the clipclap features; elsewhere an explicit choice.
 
         main / cls / temporal features: nothing is published; the dataset's CLIP/CLAP
-        settings are used. The synthetic benchmark is shaped like UCF-GZSL: UCF's.
+        settings are used. The synthetic benchmarks (nothing published): UCF's, chosen.
         """
         ds = "ucf" if dataset == "synthetic" else dataset
         if ds not in cls.PUBLISHED:

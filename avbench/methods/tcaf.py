@@ -335,7 +335,7 @@ class TCAF(Method):
             ("vggsound", "cls"): (6e-5, False, 8, 8, 64, 0.5, 0.2, 0.2, 0.1, 0.1, 512, 0),  # best_cls/best_vggsound
             ("activitynet", "cls"): (7e-5, True, 6, 8, 64, 0.4, 0.3, 0.1, 0.1, 0.2, 512, 60),  # best_cls/best_anet
         }
-        # the synthetic benchmark (shaped like UCF-GZSL; nothing published): UCF's, chosen explicitly
+        # the synthetic benchmarks (nothing published): UCF's, chosen explicitly
         ds = "ucf" if dataset == "synthetic" else dataset
         if (ds, feats) not in per_dataset:
             raise ConfigError(f"tcaf has no settings for dataset {dataset!r} (published: ucf, vggsound, "

@@ -24,6 +24,25 @@ from pathlib import Path
 from avbench.errors import ConfigError, DataError
 
 
+def start_ray(address: str | None) -> None:
+    """Start Ray for a sweep or suite: the cluster at ``address`` (``--address``, else ``$RAY_ADDRESS``),
+    or a new Ray on this machine with its cores and GPUs. Without an address, a Ray started earlier
+    on this machine with ``ray start`` is not joined (plain ``ray.init()`` would, and then refuse the
+    core count): a cluster is used only when asked for."""
+    import logging
+
+    import ray
+    import torch
+
+    kw = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        ray.init(address=address, **kw)
+    else:
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        ray.init(address="local", num_cpus=os.cpu_count(), num_gpus=gpus, **kw)
+
+
 def node_benchmark(dataset: str, driver_home: str):
     """The benchmark as this node sees it (driver's home if present here, else the node's own)."""
     from avbench.data.registry import dataset_path, load_benchmark

@@ -88,19 +88,12 @@ def run_suite(suite: Suite, home=None, db=None, storage=None, tracking_uri=None,
     if todo:
         _prepare_imports(len(todo))
         _thread_safe_tune_registry()
-        import logging
-
         import ray
-        import torch
 
         if not ray.is_initialized():
-            kw = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
-                      configure_logging=True)
-            if address:
-                ray.init(address=address, **kw)
-            else:
-                cuda = torch.cuda.is_available()
-                ray.init(num_cpus=os.cpu_count(), num_gpus=torch.cuda.device_count() if cuda else 0, **kw)
+            from avbench.search.cluster import start_ray
+
+            start_ray(address)
             started_ray = True
         slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(suite.cpus_per_trial, 1e-9)))
         for s in todo:

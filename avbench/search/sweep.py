@@ -232,11 +232,9 @@ def sweep(spec: SweepSpec, console=None, live: bool = True, on_final=None) -> di
 
     started_ray = not ray.is_initialized()
     if started_ray:
-        kw = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
-        if spec.address:
-            ray.init(address=spec.address, **kw)
-        else:
-            ray.init(num_cpus=os.cpu_count(), num_gpus=torch.cuda.device_count() if cuda else 0, **kw)
+        from avbench.search.cluster import start_ray
+
+        start_ray(spec.address)
     tracker = None
     try:
         nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
