@@ -215,8 +215,9 @@ VARIANTS = {
 
 def synthetic_benchmark(spec: SyntheticSpec | None = None, variant: str = "synthetic") -> Benchmark:
     """A built-in benchmark. Each process generates a (spec, variant) once (0.6-0.8 CPU seconds)
-    and hands out copies sharing its read-only arrays: a sweep's worker loads the benchmark for
-    every trial and final it runs, a suite's driver once per sweep."""
+    and hands out copies sharing its arrays (never written to, as no code writes a split's arrays):
+    a sweep's worker loads the benchmark for every trial and final it runs, a suite's driver once per
+    sweep."""
     spec = spec or VARIANTS[variant][1]
     # class_names is not part of a spec's equality: a spec naming its classes is built afresh
     bench = copy.copy(_built(spec, variant) if spec.class_names is None else _built.__wrapped__(spec, variant))
