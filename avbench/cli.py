@@ -439,7 +439,7 @@ def cmd_extract(args) -> int:
     con = _console()
     s = bench.summary()
     con.print(f"extracted {s['name']}: {s['classes']} classes, audio {s['audio_dim']}-d, video {s['video_dim']}-d, "
-              f"text {s['text_dim']}-d ({bench.features} features, {bench.dataset} settings), fingerprint "
+              f"text {s['text_dim']}-d ({bench.features} features, {bench.settings_dataset} settings), fingerprint "
               f"{s['fingerprint']} -> {path}", markup=False)
     con.print(f"videos: {report['videos_used']} used of {report['videos_found']} found, {report['extracted']} extracted, "
               f"{report['cached']} cached, {len(report['failed'])} failed; "

@@ -128,6 +128,21 @@ def test_without_address_a_sweep_starts_its_own_ray_beside_a_running_cluster(clu
     assert s["trials"] == 2 and len(s["finals"]) == 1
 
 
+@pytest.mark.parametrize("how", ["--address", "$RAY_ADDRESS"])
+def test_an_address_where_no_cluster_answers_is_one_line_at_once(tmp_path, how):
+    cmd = [sys.executable, "-m", "avbench.cli", "sweep", "--method", "devise", "--dataset", "synthetic",
+           "--trials", "1", "--home", str(tmp_path), "--quiet"]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    if how == "--address":
+        cmd += ["--address", "127.0.0.1:1"]
+    else:
+        env["RAY_ADDRESS"] = "127.0.0.1:1"
+    p = subprocess.run(cmd, env={**env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
+    assert p.returncode != 0
+    assert p.stderr.strip().splitlines()[-1].startswith(f"avbench: error: {how} 127.0.0.1:1: nothing answers there")
+    assert "Traceback" not in p.stderr
+
+
 def test_the_ray_up_config_in_the_repository():
     import yaml
 

@@ -58,6 +58,19 @@ def test_sequences_round_trip_exactly_without_padding(temporal_layout, tmp_path)
             assert np.array_equal(xi[:n], s.audio.sequence(rows[r])) and not xi[n:].any()
 
 
+def test_a_damaged_split_is_one_line_naming_file_and_split(temporal_layout, tmp_path):
+    from avbench.errors import DataError
+
+    written = import_to_file(temporal_layout, "ucf", "temporal-main", tmp_path / "x.h5")
+    with h5py.File(written.path, "a") as f:
+        del f["splits/stage_1_val_seen/audio_offsets"]  # a file damaged after the import
+    b = Benchmark.open(written.path)
+    b.split("stage_1_train")  # the other splits still read
+    for lazy in (False, True):
+        with pytest.raises(DataError, match=r"x\.h5: split stage_1_val_seen: .*re-run `avbench data import`"):
+            b.split("stage_1_val_seen", lazy=lazy)
+
+
 def test_in_memory_and_file_fingerprints_agree_and_float16_is_its_own_version(tmp_path):
     b = synthetic_benchmark(SPEC, variant="synthetic-temporal")
     assert Benchmark.open(b.save(tmp_path / "a.h5")).fingerprint == b.fingerprint

@@ -173,6 +173,22 @@ def test_a_finished_suite_is_skipped_not_rerun(story):
     assert story["again_s"] < 60  # no Ray started, no trial run
 
 
+def test_a_changed_budget_or_data_is_never_kept_as_a_finished_sweep(story, tmp_path):
+    from avbench.results.store import Store
+    from avbench.search.suite import _finished
+
+    home = story["home"]
+    store = Store(None, home)
+    same = [i for i in plan(load_suite(str(home.parent / "small.yaml")), home) if i.spec]
+    assert len(same) == 3 and all(_finished(i, home, store) for i in same)
+    changed = tmp_path / "small.yaml"  # the same suite with another budget: its sweeps must run (or say why)
+    changed.write_text(SMALL.replace("epochs: 2", "epochs: 3"))
+    assert not any(_finished(i, home, store) for i in plan(load_suite(str(changed)), home) if i.spec)
+    for i in same:  # other data under the same name
+        i.fingerprint = "0" * 16
+        assert not _finished(i, home, store)
+
+
 def test_impossible_pair_is_reported_and_skipped(story):
     tcaf = next(x for x in story["resumed"]["sweeps"] if x["method"] == "tcaf")
     assert tcaf["state"] == "skipped" and "temporal" in tcaf["reason"]

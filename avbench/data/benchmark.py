@@ -127,7 +127,7 @@ def _nbytes(x) -> int:
     return int(np.asarray(x).nbytes)
 
 
-def _rows_bytes(x, dtype, chunk_rows: int = 1 << 16) -> Iterable[bytes]:
+def rows_bytes(x, dtype, chunk_rows: int = 1 << 16) -> Iterable[bytes]:
     """The bytes of ``x`` (rows [S, D], in memory or on disk) in ``dtype``, a chunk at a time."""
     n = len(x)
     for a in range(0, n, chunk_rows):
@@ -139,7 +139,7 @@ def hash_split(h, name: str, s: Split, dtype: str = "float32") -> None:
     """Feed one stored split into the fingerprint (format 1's order for averaged float32 data)."""
     h.update(name.encode())
     for x in (s.audio, s.video):
-        for chunk in _rows_bytes(x.values if isinstance(x, Ragged) else x, dtype):
+        for chunk in rows_bytes(x.values if isinstance(x, Ragged) else x, dtype):
             h.update(chunk)
     h.update(np.ascontiguousarray(s.labels, dtype=np.int64).tobytes())
     h.update("\n".join(map(str, s.video_ids)).encode())
@@ -367,19 +367,7 @@ class Benchmark:
         temporal = bool(int(a.get("temporal", 0)))
 
         def load(name: str, lazy: bool = False) -> Split:
-            with h5py.File(path, "r") as f:
-                g = f[f"splits/{name}"]
-                common = dict(name=name, labels=g["labels"][()], video_ids=g["video_ids"].asstr()[()])
-                if fmt == 1:  # zero-padded sequences with lengths
-                    return Split(audio=g["audio"][()], video=g["video"][()],
-                                 audio_len=g["audio_len"][()] if "audio_len" in g else None,
-                                 video_len=g["video_len"][()] if "video_len" in g else None, **common)
-                feats = {}
-                for mod in ("audio", "video"):
-                    ds = g[mod]
-                    x = _disk_rows(path, ds) if lazy else ds[()]
-                    feats[mod] = Ragged(x, g[f"{mod}_offsets"][()]) if temporal else x
-                return Split(**feats, **common)
+            return read_split(path, name, fmt, temporal, lazy)
 
         return cls(
             name=str(a["name"]),
@@ -402,13 +390,35 @@ class Benchmark:
         )
 
 
-def _disk_rows(path: Path, ds) -> DiskRows:
+def read_split(path: Path, name: str, fmt: int, temporal: bool, lazy: bool = False) -> Split:
+    """One stored split of a benchmark file (format ``fmt``); ``lazy``: feature values stay in the file."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            g = f[f"splits/{name}"]
+            common = dict(name=name, labels=g["labels"][()], video_ids=g["video_ids"].asstr()[()])
+            if fmt == 1:  # zero-padded sequences with lengths
+                return Split(audio=g["audio"][()], video=g["video"][()],
+                             audio_len=g["audio_len"][()] if "audio_len" in g else None,
+                             video_len=g["video_len"][()] if "video_len" in g else None, **common)
+            feats = {}
+            for mod in ("audio", "video"):
+                ds = g[mod]
+                x = _disk_rows(ds) if lazy else ds[()]
+                feats[mod] = Ragged(x, g[f"{mod}_offsets"][()]) if temporal else x
+            return Split(**feats, **common)
+    except (OSError, KeyError, DataError) as e:
+        raise DataError(f"{path}: split {name}: {e}; re-run `avbench data import`") from None
+
+
+def _disk_rows(ds) -> DiskRows:
     offset = ds.id.get_offset()
+    if offset is None and ds.chunks is None and ds.compression is None:
+        return np.zeros(ds.shape, dtype=ds.dtype)  # contiguous, never written (e.g. no rows): its fill value
     if offset is None or ds.chunks is not None or ds.compression is not None:
-        if ds.shape[0] == 0:
-            return np.zeros(ds.shape, dtype=ds.dtype)
-        raise DataError(f"{path}: dataset {ds.name} is not stored contiguously; re-run `avbench data import`")
-    return DiskRows(path, offset, ds.shape, ds.dtype)
+        raise DataError(f"dataset {ds.name} is not stored contiguously")
+    return DiskRows(Path(ds.file.filename), offset, ds.shape, ds.dtype)
 
 
 def _as_dtype(s: Split, dtype: str) -> Split:

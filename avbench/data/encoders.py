@@ -170,11 +170,13 @@ class Encoders:
         h = hashlib.sha256()
         for m, p in ((self.clip, self.clip_processor), (self.clap, self.clap_processor)):
             h.update(m.config.to_json_string(use_diff=False).encode())
-            h.update(str(getattr(m.config, "_commit_hash", "")).encode())
             h.update(json.dumps(p.to_dict(), sort_keys=True, default=str).encode())
-        for src in (self.clip_src, self.clap_src):  # a local folder: its weights files' sizes and times
-            if Path(src).is_dir():
-                for f in sorted(Path(src).glob("*.safetensors")) + sorted(Path(src).glob("*.bin")):
+        for src in (self.clip_src, self.clap_src):  # the weights files' sizes and times
+            folder = Path(src) if Path(src).is_dir() else _hub_snapshot(src)
+            if folder is not None:
+                if not Path(src).is_dir():  # a hub model: its snapshot folder is named by its commit
+                    h.update(folder.name.encode())
+                for f in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
                     st = f.stat()
                     h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
         return {"clip": self.names["clip"], "clap": self.names["clap"], "config": h.hexdigest()[:16]}
@@ -284,3 +286,17 @@ def save_tiny_models(folder: str | os.PathLike, seed: int = 0, audio_rate: int =
         model.save_pretrained(folder / name)
         proc.save_pretrained(folder / name)
     return folder / "clip", folder / "clap"
+
+
+def _hub_snapshot(name: str) -> Path | None:
+    """The local snapshot folder of a Hugging Face hub model (named by its commit), or None.
+
+    transformers 5 does not keep a config's commit hash, so the cache key reads it from here:
+    a model re-downloaded at a new revision gets new features, never a mix with the old ones."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name, local_files_only=True))
+    except Exception:  # not a hub name, or not downloaded (then the model could not have loaded either)
+        return None
+

@@ -91,8 +91,12 @@ def find_videos(source: str | os.PathLike) -> tuple[list[Video], int]:
 
 
 def _read_csv(path: Path) -> list[tuple[Path, str]]:
-    with open(path, newline="") as fh:
-        rows = list(csv.reader(fh))
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"--videos {path}: not a text CSV of path,class rows ({e}); give a CSV or a folder of "
+                        "class folders") from None
     if rows and [c.strip().lower() for c in rows[0][:2]] == ["path", "class"]:
         rows = [(i + 2, r) for i, r in enumerate(rows[1:])]
     else:

@@ -40,8 +40,7 @@ _EXTRACTED_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
 def reserved_name(key: str) -> bool:
     """Names an extracted benchmark cannot take: built-in, bare dataset and imported-variant names."""
-    ds, _, feat = key.partition("-")
-    return key in BUILTIN or key in DATASETS or (ds in DATASETS and feat in FEATURES)
+    return _syntactic(key)[1] in ("builtin", "imported")
 
 
 def check_extracted_name(name: str) -> str:

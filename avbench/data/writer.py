@@ -22,8 +22,8 @@ from typing import Mapping, NamedTuple
 
 import numpy as np
 
-from avbench.data.benchmark import DTYPES, FORMAT_VERSION, STORED_SPLITS, Split, fingerprint_of
-from avbench.data.ragged import DiskRows, Ragged, Rows
+from avbench.data.benchmark import DTYPES, FORMAT_VERSION, STORED_SPLITS, Split, fingerprint_of, read_split, rows_bytes
+from avbench.data.ragged import Ragged
 from avbench.errors import DataError
 
 COPY_ROWS_BYTES = 64 << 20  # bytes copied from a spill file into the HDF5 file at a time
@@ -88,9 +88,8 @@ class BenchmarkWriter:
             if self.widths.setdefault(mod, width) != width:
                 raise DataError(f"split {split}: {mod} features are {width}-d, earlier ones {self.widths[mod]}-d")
             with open(self.tmp / f"{split}.{mod}.raw", "ab") as fh:
-                for a in range(0, len(values), 1 << 16):
-                    block = values.read(a, a + (1 << 16)) if isinstance(values, Rows) else values[a : a + (1 << 16)]
-                    fh.write(np.ascontiguousarray(block, dtype=self.dtype).tobytes())
+                for chunk in rows_bytes(values, self.dtype):
+                    fh.write(chunk)
             m["rows"][mod] = m["rows"].get(mod, 0) + len(values)
             if isinstance(x, Ragged):
                 m[f"{mod}_len"].append(x.lengths)
@@ -161,20 +160,7 @@ class BenchmarkWriter:
 
 def _read_back(h5: Path, temporal: bool) -> dict[str, Split]:
     """The written splits with values left in the file (for the fingerprint)."""
-    import h5py
-
-    out = {}
-    with h5py.File(h5, "r") as f:
-        for split in STORED_SPLITS:
-            g = f[f"splits/{split}"]
-            feats = {}
-            for mod in ("audio", "video"):
-                ds = g[mod]
-                off = ds.id.get_offset()
-                x = DiskRows(h5, off, ds.shape, ds.dtype) if off is not None else np.zeros(ds.shape, ds.dtype)
-                feats[mod] = Ragged(x, g[f"{mod}_offsets"][()]) if temporal else x
-            out[split] = Split(split, feats["audio"], feats["video"], g["labels"][()], g["video_ids"].asstr()[()])
-    return out
+    return {split: read_split(h5, split, FORMAT_VERSION, temporal, lazy=True) for split in STORED_SPLITS}
 
 
 def remove_stale(path: Path) -> None:

@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import subprocess
-from contextlib import nullcontext
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -44,15 +43,14 @@ from sqlalchemy import (
     event,
     inspect,
     select,
-    text,
 )
-from filelock import FileLock, Timeout
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from avbench import __version__
-from avbench.errors import AvbenchError
+from avbench.errors import AvbenchError, ConfigError
+from avbench.results.locks import schema_lock
 
 KEY_FIELDS = (
     "entry", "method", "dataset", "features", "protocol", "protocol_mode", "text_order", "config_hash", "seed",
@@ -266,9 +264,7 @@ class Store:
     def _create_schema(self) -> None:
         for attempt in range(5):
             try:
-                with self._schema_lock(), self.engine.begin() as conn:
-                    if self.backend == "postgresql":  # one creator at a time across processes
-                        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SCHEMA_LOCK_KEY})
+                with schema_lock(self.url, SCHEMA_LOCK_KEY), self.engine.begin() as conn:  # one creator at a time
                     Base.metadata.create_all(conn, checkfirst=True)
                     _migrate(conn)
                 return
@@ -279,22 +275,8 @@ class Store:
                 raise StoreError(
                     f"results store {self._safe_url()}: cannot connect or create tables ({_first_line(e)})"
                 ) from None
-            except Timeout:
-                raise StoreError(
-                    f"results store {self._safe_url()}: another process held its schema lock for 120 s"
-                ) from None
-
-    def _schema_lock(self):
-        """One schema creator at a time on a SQLite file too (PostgreSQL uses an advisory lock).
-
-        SQLite answers "database is locked" at once, without waiting out its busy timeout, when
-        a connection first switches a new file to WAL mode, or upgrades a read to a write, while
-        another process does the same; several processes opening a new store at once then fail.
-        """
-        u = make_url(self.url)
-        if self.backend != "sqlite" or not u.database or u.database == ":memory:":
-            return nullcontext()
-        return FileLock(str(Path(u.database).expanduser()) + ".lock", timeout=120)
+            except ConfigError as e:  # the schema lock
+                raise StoreError(f"results store {self._safe_url()}: {e}") from None
 
     def _safe_url(self) -> str:
         return make_url(self.url).render_as_string(hide_password=True)

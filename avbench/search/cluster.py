@@ -35,9 +35,21 @@ def start_ray(address: str | None) -> None:
     import torch
 
     kw = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
+    given = "--address" if address else "$RAY_ADDRESS"
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address:
-        ray.init(address=address, **kw)
+        host, _, port = address.rpartition(":")
+        if "://" not in address and host and port.isdigit():  # host:port: fail in seconds, not after Ray's retries
+            try:
+                socket.create_connection((host, int(port)), timeout=5).close()
+            except OSError as e:
+                raise ConfigError(f"{given} {address}: nothing answers there ({e.strerror or e}); start the "
+                                  "cluster's head with `ray start --head`, or leave the address out") from None
+        try:
+            ray.init(address=address, **kw)
+        except (OSError, ValueError, RuntimeError) as e:  # OSError: Ray's ConnectionError and TimeoutError
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise ConfigError(f"{given} {address}: no Ray cluster could be joined there ({first})") from None
     else:
         gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
         ray.init(address="local", num_cpus=os.cpu_count(), num_gpus=gpus, **kw)

@@ -91,6 +91,8 @@ class Planned:
     name: str
     spec: object | None = None  # SweepSpec
     skip: str | None = None
+    settings: dict | None = None  # the settings every trial gets, as the sweep records them
+    fingerprint: str | None = None  # the dataset's
 
 
 def suites_dir() -> Path:
@@ -259,9 +261,11 @@ def plan(suite: Suite, home=None, db=None, storage=None, tracking_uri=None, addr
             overrides = {**suite.settings, **suite.budget.get(dataset, {})}
             try:  # what sweep() checks before it starts Ray: a bad pair fails here, not in a trial
                 _, options, _ = resolve_protocol(m, suite.protocol, bench.settings_dataset, bench.features)
-                load_space(m, bench.dataset)
-                resolve_config(m, bench.settings_dataset, bench.features, {**bench.budget, **overrides},
-                               protocol_options=options)
+                load_space(m, bench.settings_dataset)
+                threads = {"threads": max(1, int(suite.cpus_per_trial))}  # as sweep() fixes them
+                item.settings = resolve_config(m, bench.settings_dataset, bench.features,
+                                               {**bench.budget, **threads, **overrides}, protocol_options=options)
+                item.fingerprint = bench.fingerprint
             except AvbenchError as e:
                 item.skip = str(e)
                 continue
@@ -289,8 +293,10 @@ def _finished(item: Planned, home: Path, store) -> bool:
     except ValueError:
         return False
     spec = item.spec
-    if (started.get("trials"), started.get("search_seeds")) != (spec.trials, spec.search_seeds):
-        return False  # changed settings: let sweep() say so
+    settings = json.loads(json.dumps(item.settings, sort_keys=True, default=str))
+    if (started.get("trials"), started.get("search_seeds"), started.get("settings"), started.get("data_fingerprint")) \
+            != (spec.trials, spec.search_seeds, settings, item.fingerprint):
+        return False  # changed settings, budget or data: let sweep() say so, never keep it as done
     _, finals = seed_plan(spec.search_seeds, spec.seeds)
     stored = {r["seed"] for r in store.rows(columns=["seed", "config_hash"], entry=item.name)
               if r["config_hash"] == done.get("best_config_hash")}

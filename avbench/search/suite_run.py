@@ -102,7 +102,8 @@ def run_suite(suite: Suite, home=None, db=None, storage=None, tracking_uri=None,
                 # the slots split between the sweeps: a sweep's trials then run one after another in the
                 # same Ray Tune actor (reused: no new process, imports and data load per trial) while the
                 # other sweeps fill the other slots
-                s.item.spec.max_concurrent = max(1, slots // len(todo))
+                # (divided among all the suite's runnable sweeps, finished or not: a rerun searches as the first run)
+                s.item.spec.max_concurrent = max(1, slots // sum(1 for x in states if x.item.spec is not None))
 
     def work(state: SweepState) -> None:
         from avbench.search.sweep import sweep

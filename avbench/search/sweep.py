@@ -115,7 +115,8 @@ def seed_plan(search_seeds: int, seeds: int) -> tuple[list[int], list[int]]:
 def _optuna_storage(url: str | None, default_path: Path):
     import optuna
 
-    from avbench.search.tracking import OPTUNA_LOCK_KEY, schema_lock
+    from avbench.results.locks import schema_lock
+    from avbench.search.tracking import OPTUNA_LOCK_KEY
 
     if url:
         if url.startswith(("postgresql://", "postgres://")):
@@ -186,7 +187,7 @@ def sweep(spec: SweepSpec, console=None, live: bool = True, on_final=None) -> di
     bench = load_benchmark(dataset, home)
     method = get_method(spec.method).name
     preset, options, mode = resolve_protocol(method, spec.protocol, bench.settings_dataset, bench.features)
-    space = load_space(spec.method, bench.dataset)
+    space = load_space(spec.method, bench.settings_dataset)
     # each trial and final uses its CPUs as torch threads; the count is a run setting (results are
     # bit-reproducible for a given count), so the finals record it in their configuration
     if spec.memory_budget:
@@ -266,6 +267,7 @@ def sweep(spec: SweepSpec, console=None, live: bool = True, on_final=None) -> di
             "avbench.entry": name,
             "avbench.search_seeds": _seeds(trial_seeds),
             "avbench.final_seeds": _seeds(final_seeds),  # may grow when a rerun asks for more --seeds
+            "avbench.max_concurrent": str(max_conc),  # trials at once: part of how the search went
         })
         view = LiveView(spec.trials, console=console, enabled=live)
         activate(name, tracker, view)  # what the (possibly restored) Tune callback logs to

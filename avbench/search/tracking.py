@@ -22,10 +22,10 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from ray import tune
 
+from avbench.results.locks import schema_lock
 from avbench.search.trial import OBJECTIVE
 
 MLFLOW_LOCK_KEY = 0x6D6C666C  # PostgreSQL advisory locks serialising MLflow's / Optuna's schema creation
@@ -135,44 +135,6 @@ class Tracker:
                 self.end(run_id, "KILLED")
                 lost.append(run_id)
         return lost
-
-
-class schema_lock:
-    """Serialise a tool's schema creation across processes (MLflow, Optuna create tables on first use):
-    a file lock beside a SQLite file, an advisory lock on PostgreSQL."""
-
-    def __init__(self, uri: str, key: int = 0):
-        self.uri, self.key, self.fh, self.conn = uri, key, None, None
-
-    def __enter__(self):
-        if self.uri.startswith("sqlite:///"):
-            import fcntl
-
-            path = Path(self.uri[len("sqlite:///"):]).expanduser()
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.fh = open(str(path) + ".lock", "w")
-            fcntl.flock(self.fh, fcntl.LOCK_EX)
-        elif self.uri.startswith(("postgresql", "postgres")):
-            from sqlalchemy import create_engine, text
-
-            url = self.uri if "+" in self.uri.split("://")[0] else "postgresql+psycopg://" + self.uri.split("://", 1)[1]
-            self.engine = create_engine(url)
-            self.conn = self.engine.connect()
-            self.conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": self.key})
-        return self
-
-    def __exit__(self, *exc):
-        if self.fh is not None:
-            import fcntl
-
-            fcntl.flock(self.fh, fcntl.LOCK_UN)
-            self.fh.close()
-        if self.conn is not None:
-            from sqlalchemy import text
-
-            self.conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
-            self.conn.close()
-            self.engine.dispose()
 
 
 def _params(trial) -> dict:
