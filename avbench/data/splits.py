@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from avbench.data.benchmark import STORED_SPLITS
+from avbench.data.layout import _read_lines, check_class_roles, read_split_lists
 from avbench.errors import DataError
 
 CLASS_COUNTS = {"ucf": (30, 12, 9), "activitynet": (99, 51, 50), "vggsound": (138, 69, 69)}
@@ -153,12 +154,6 @@ def metadata_root(metadata: Path, dataset: str) -> Path:
                     "AVCA-GZSL metadata layout, e.g. ../shared/data/avgzsl-metadata)")
 
 
-def _lines(path: Path) -> list[str]:
-    if not path.is_file():
-        raise DataError(f"{path}: missing file")
-    return [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
-
-
 def _prompt_names(cs: Path, dataset: str, names: list[str]) -> dict[str, str]:
     """UCF: the CamelCase name as words (as ClipClap's ucf_clip_class_names.csv); others: the csv's cleaned name."""
     if dataset == "ucf":
@@ -193,20 +188,13 @@ def from_metadata(videos: list[Video], dataset: str, metadata: Path, variant: st
         raise DataError(f"--video-split {video_split}: expected one of {', '.join(VIDEO_SPLITS)}")
     cs = metadata_root(metadata, dataset)
     all_path = cs / "all_class.txt"
-    official = _lines(all_path)
+    official = _read_lines(all_path)
     by_key = {squash(c): c for c in official}
     split_dir = cs / f"{variant}_split"
-    if not split_dir.is_dir():
-        raise DataError(f"{split_dir}: missing split folder")
-    listed: dict[str, set[str]] = {}
-    for s in STORED_SPLITS:
-        path = split_dir / f"{s}.txt"
-        names = set()
-        for c in _lines(path):
-            if squash(c) not in by_key:
-                raise DataError(f"{path}: class {c!r} is not in {all_path.name}")
-            names.add(by_key[squash(c)])
-        listed[s] = names
+    # the class lists as `avbench data import` reads and checks them (one role per class)
+    ids = read_split_lists(split_dir, official, {squash(c): i for i, c in enumerate(official)}, squash, all_path)
+    check_class_roles(ids, official, split_dir)
+    listed = {s: {official[i] for i in ids[s]} for s in STORED_SPLITS}
     role = {c: "seen" for c in listed["stage_1_train"]}
     role.update({c: "val_unseen" for c in listed["stage_1_val_unseen"]})
     role.update({c: "test_unseen" for c in listed["stage_2_test_unseen"]})
