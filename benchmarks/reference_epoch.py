@@ -10,7 +10,8 @@ classes, 3174 training videos, 512-d audio and video), with the flags of its
 same sizes, and one JSON line gives both and their ratio:
 
     {"reference_train_s": ..., "reference_val_s": ..., "avbench_epoch_s": ..., "avbench_val_s": ...,
-     "speedup": (reference train + val) / (avbench epoch + val), "speedup_train": ...}
+     "speedup": (reference train + val) / (avbench epoch + val), "speedup_train": ...,
+     "reference_peak_rss_mb": ..., "avbench_peak_rss_mb": ...}
 
 Two shims let the 2022 code run on a current torch, applied when it is imported:
 a placeholder ``torchvision`` module (imported by its ``src/model.py`` for other
@@ -26,6 +27,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -87,6 +89,7 @@ def main() -> None:
         shutil.rmtree(code / "runs" / f"avbench-speed-{os.getpid()}", ignore_errors=True)
         if not cache_existed:
             shutil.rmtree(cache, ignore_errors=True)
+    ref_peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the reference run's (only child yet)
     times = dict(re.findall(r"AVBENCH_TIME (\w+) ([0-9.]+)", run.stdout + run.stderr))
     if run.returncode != 0 or not {"train", "val"} <= set(times):
         tail = (run.stderr or run.stdout).strip().splitlines()[-1:] or ["no output"]
@@ -100,6 +103,7 @@ def main() -> None:
         "avbench_epoch_s": plat["epoch_s"], "avbench_val_s": plat["val_s"], "threads": plat["threads"],
         "speedup": round((ref_train + ref_val) / (plat["epoch_s"] + plat["val_s"]), 2),
         "speedup_train": round(ref_train / plat["epoch_s"], 2),
+        "reference_peak_rss_mb": round(ref_peak_mb, 1), "avbench_peak_rss_mb": plat["peak_rss_mb"],
     }))
 
 
