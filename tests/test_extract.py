@@ -250,3 +250,49 @@ def test_bad_inputs_are_one_line(own_videos, models, tmp_path, capsys):
     assert "0 class(es) found" in err and "3 of 3 videos failed (listed in" in err
     report = json.loads((tmp_path / "home" / "extract" / "silent" / "report.json").read_text())
     assert [f["reason"] for f in report["failed"]] == ["no audio track"] * 3
+
+
+@pytest.mark.parametrize("frames", ["middle", "per-second"])
+def test_benchmark_is_written_from_the_cache_in_chunks(own_videos, models, tmp_path, capsys, monkeypatch, frames):
+    """The file is streamed from the feature cache a few videos at a time (bounded memory): every row
+    still holds its own video's cached features (cropped per second) and its class."""
+    import avbench.data.extract as ex
+    from avbench.data.encoders import Encoders
+    from avbench.data.featurize import FeatureCache
+    from avbench.data.layout import crop
+
+    monkeypatch.setattr(ex, "WRITE_VIDEOS", 3)  # several chunks per split
+    home = tmp_path / "home"
+    rep = _extract(_args(own_videos, models, home, "--name", "chunked", "--settings-from", "ucf", "--frames", frames,
+                         "--max-len", "1"), capsys)
+    b = load_benchmark("chunked", home)
+    assert b.fingerprint == rep["fingerprint"]
+    cache = FeatureCache(home / "cache" / "extract", Encoders(str(models[0]), str(models[1]), "cpu").identity(), frames)
+    path = {v.video_id: v.path for v in find_videos(own_videos)[0]}
+    klass = {v.video_id: v.label for v in find_videos(own_videos)[0]}
+    rows = 0
+    for name in STORED_SPLITS:
+        s = b.split(name)
+        for i, vid in enumerate(s.video_ids):
+            a, v = cache.get(path[vid])
+            got_a, got_v = ((s.audio[i], s.video[i]) if not b.temporal else
+                            tuple(x.values[x.offsets[i] : x.offsets[i + 1]] for x in (s.audio, s.video)))
+            want_a, want_v = (crop(a, 1), crop(v, 1)) if b.temporal else (a, v)
+            assert np.array_equal(got_a, want_a) and np.array_equal(got_v, want_v), (name, vid)
+            assert b.class_names[s.labels[i]] == klass[vid]
+            rows += 1
+    assert rows == rep["usable"]  # every usable video, once
+
+
+def test_a_cache_entry_gone_before_writing_is_one_line(tmp_path):
+    from avbench.data.extract import write_benchmark
+    from avbench.data.featurize import FeatureCache
+
+    cache = FeatureCache(tmp_path / "cache", {"models": "none"}, "middle")
+    video = tmp_path / "a.mp4"
+    video.write_bytes(b"x")
+    with pytest.raises(DataError, match=r"feature cache .*a\.mp4 are gone or unreadable; run the extraction again"):
+        write_benchmark(tmp_path / "b.h5", name="b", settings_from="ucf", frames="middle",
+                        per_split={s: ["a"] for s in STORED_SPLITS}, classes=["A"], klass={"a": "A"},
+                        paths={"a": video}, cache=cache, embeddings=np.zeros((1, 4), np.float32), source="")
+    assert not (tmp_path / "b.h5").exists() and not list(tmp_path.glob(".b.h5.import-*"))

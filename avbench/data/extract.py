@@ -9,8 +9,10 @@ Steps (each in its own module):
 4. the encoders (:mod:`avbench.data.encoders`, transformers CLIP and CLAP), in
    batches on the GPU when there is one, with a per-video cache
    (:mod:`avbench.data.featurize`);
-5. the benchmark: :meth:`Benchmark.from_splits` and ``save`` (atomic) into the data
-   home under ``--name``, where ``avbench datasets``, ``run`` and ``sweep`` find it.
+5. the benchmark: written from the feature cache a chunk of videos at a time by the
+   import's streaming writer (atomic, bounded memory: features are never all in
+   memory) into the data home under ``--name``, where ``avbench datasets``, ``run``
+   and ``sweep`` find it.
 
 Resumable: each video's features are cached as one file (written to a temporary
 name, then renamed) keyed by the video (path, size, mtime), the models and the
@@ -40,12 +42,12 @@ from typing import Callable
 
 import numpy as np
 
-from avbench.data.benchmark import STORED_SPLITS, Benchmark, Split
+from avbench.data.benchmark import STORED_SPLITS, Benchmark
 from avbench.data.layout import DEFAULT_MAX_LEN, crop
 from avbench.data.featurize import FeatureCache, extract_features
 from avbench.data.media import FRAME_MODES
-from avbench.data.ragged import Ragged
 from avbench.data.splits import DATASETS_WITH_SPLITS, Video, finalise, from_metadata, seeded
+from avbench.data.writer import BenchmarkWriter, Written
 from avbench.errors import DataError
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".3gp", ".ogv", ".wmv"}
@@ -115,27 +117,37 @@ def _read_csv(path: Path) -> list[tuple[Path, str]]:
 
 
 # -- 5. the benchmark --------------------------------------------------------------
-def build_benchmark(*, name: str, settings_from: str, frames: str, per_split: dict[str, list[str]],
-                    classes: list[str], klass: dict[str, str], features: dict, embeddings: np.ndarray,
-                    source: str, max_len: int | None = None) -> Benchmark:
+WRITE_VIDEOS = 256  # videos read back from the feature cache and handed to the writer at a time
+
+
+def write_benchmark(path: Path, *, name: str, settings_from: str, frames: str, per_split: dict[str, list[str]],
+                    classes: list[str], klass: dict[str, str], paths: dict[str, Path], cache: FeatureCache,
+                    embeddings: np.ndarray, source: str, max_len: int | None = None) -> Written:
+    """Write the benchmark file from the feature cache, ``WRITE_VIDEOS`` videos at a time (the import's
+    streaming :class:`BenchmarkWriter`): memory holds one such chunk whatever the number of videos.
+    Per split, videos keep the order of ``per_split``; per-second sequences longer than ``max_len``
+    are centre-cropped."""
     cid = {c: i for i, c in enumerate(classes)}
     temporal = frames == "per-second"
-    splits = {}
-    for s in STORED_SPLITS:
-        ids = per_split[s]
-        if temporal:  # sequences without padding, longer ones centre-cropped to max_len
-            audio = Ragged.from_list([crop(features[v][0], max_len) for v in ids])
-            video = Ragged.from_list([crop(features[v][1], max_len) for v in ids])
-        else:
-            audio = np.stack([features[v][0] for v in ids]).astype(np.float32)
-            video = np.stack([features[v][1] for v in ids]).astype(np.float32)
-        labels = np.array([cid[klass[v]] for v in ids], dtype=np.int64)
-        splits[s] = Split(name=s, audio=audio, video=video, labels=labels, video_ids=np.array(ids))
-    return Benchmark.from_splits(
-        name=name, dataset=name, features="temporal-clipclap" if temporal else "clipclap",
-        class_names=classes, embeddings=embeddings, legacy_embeddings=None, splits=splits, source=source,
-        extra={"settings_from": settings_from},
-    )
+    with BenchmarkWriter(path) as w:
+        for s in STORED_SPLITS:
+            ids = per_split[s]
+            for a in range(0, len(ids), WRITE_VIDEOS):
+                chunk = ids[a : a + WRITE_VIDEOS]
+                audio, video = [], []
+                for v in chunk:
+                    hit = cache.get(paths[v])
+                    if hit is None:  # removed or damaged since it was extracted
+                        raise DataError(f"feature cache {cache.dir}: the features of {paths[v]} are gone or "
+                                        "unreadable; run the extraction again (it re-extracts that video)")
+                    audio.append(crop(hit[0], max_len) if temporal else hit[0])
+                    video.append(crop(hit[1], max_len) if temporal else hit[1])
+                if not temporal:
+                    audio, video = np.stack(audio), np.stack(video)
+                w.add(s, audio, video, np.array([cid[klass[v]] for v in chunk], dtype=np.int64), chunk)
+        return w.finish(name=name, dataset=name, features="temporal-clipclap" if temporal else "clipclap",
+                        class_names=classes, embeddings=embeddings, source=source,
+                        extra={"settings_from": settings_from})
 
 
 # -- everything ------------------------------------------------------------------------
@@ -214,9 +226,8 @@ def extract(o: ExtractOptions, on_start: Callable[[int], None] | None = None,
     cache = FeatureCache(cache_root, enc.identity(), o.frames)
     if on_start:
         on_start(len(todo))
-    feats, stats = extract_features(todo, enc, cache, frames=o.frames, batch_size=o.batch_size, workers=o.workers,
-                                    on_video=on_video)
-    ok = set(feats)
+    ok, stats = extract_features(todo, enc, cache, frames=o.frames, batch_size=o.batch_size, workers=o.workers,
+                                 on_video=on_video)
     rdir = home / "extract" / o.name
     try:
         if plan is None:  # own classes: split the videos that could be used
@@ -235,11 +246,12 @@ def extract(o: ExtractOptions, on_start: Callable[[int], None] | None = None,
     source = (f"avbench data extract from {Path(o.videos).expanduser().resolve()}: {plan.source}; settings of "
               f"{o.settings_from}; CLIP {enc.names['clip']}, CLAP {enc.names['clap']}, frames {o.frames}, "
               f"templates {templates}")
-    bench = build_benchmark(name=o.name, settings_from=o.settings_from, frames=o.frames, per_split=per_split,
-                            classes=classes, klass=plan.klass, features=feats, embeddings=emb, source=source,
-                            max_len=o.max_len)
     status("saving")
-    path = bench.save(dataset_path(o.name, o.home))
+    path = write_benchmark(dataset_path(o.name, o.home), name=o.name, settings_from=o.settings_from, frames=o.frames,
+                           per_split=per_split, classes=classes, klass=plan.klass,
+                           paths={v.video_id: v.path for v in todo}, cache=cache, embeddings=emb, source=source,
+                           max_len=o.max_len).path
+    bench = Benchmark.open(path)
     report = {
         "name": o.name, "path": str(path), "dataset": bench.dataset, "features": bench.features,
         "fingerprint": bench.fingerprint, "split": plan.source, "device": enc.device, "models": enc.names,

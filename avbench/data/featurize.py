@@ -89,21 +89,21 @@ def _decode(video: Video, rate: int, window_s: float, frames: str):
 
 def extract_features(videos: list[Video], encoders, cache: FeatureCache, *, frames: str = "middle",
                      batch_size: int = 32, workers: int = 2,
-                     on_video: Callable[[str], None] | None = None) -> tuple[dict, Stats]:
-    """video id -> (audio, video) features ([D] each, or [T, D] per second), and the run's statistics.
+                     on_video: Callable[[str], None] | None = None) -> tuple[set, Stats]:
+    """The ids of the videos whose features ([D] each, or [T, D] per second) are now in ``cache``, and
+    the run's statistics. Features are not kept in memory: the benchmark is written from the cache.
 
     ``on_video(status)`` is called once per video (``cached``, ``extracted`` or ``failed``).
     """
     t0 = time.perf_counter()
     stats = Stats(total=len(videos))
-    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    out: set[str] = set()
     todo = []
     for v in videos:
-        hit = cache.get(v.path)
-        if hit is None:
+        if cache.get(v.path) is None:  # missing or unreadable: extract (again)
             todo.append(v)
             continue
-        out[v.video_id] = hit
+        out.add(v.video_id)
         stats.cached += 1
         if on_video:
             on_video("cached")
@@ -132,7 +132,7 @@ def extract_features(videos: list[Video], encoders, cache: FeatureCache, *, fram
                 fail(v, f)
                 continue
             cache.put(v.path, *f)
-            out[v.video_id] = f
+            out.add(v.video_id)
             stats.extracted += 1
             if on_video:
                 on_video("extracted")
