@@ -243,11 +243,9 @@ class Benchmark:
         if name not in SPLITS:
             raise DataError(f"split {name!r}: expected one of {', '.join(SPLITS)}")
         self.loaded.append(name)
-        if name == "stage_2_train":
-            parts = [self._loader(p, lazy) for p in STAGE_2_TRAIN_PARTS]
-            if lazy:
-                return concat_lazy(name, parts)
-            return concat_splits(name, parts)
+        if name == "stage_2_train":  # its parts read once, straight into one array when not lazy
+            both = concat_lazy(name, [self._loader(p, True) for p in STAGE_2_TRAIN_PARTS])
+            return both if lazy else both.resident()
         return self._loader(name, lazy)
 
     def nbytes(self, name: str) -> int:

@@ -336,8 +336,8 @@ def _stage1(benchmark: Benchmark, plan: _Plan, seed: int) -> Iterator[EpochRecor
     lazy = not resident
     train1 = TrainSet.build(stage1_data.split("stage_1_train", lazy), plan.emb, plan.dev, resident)
     plan.announce("stage 1", train1)
-    val = EvalSet.build(
-        stage1_data.split("stage_1_val_seen", lazy), stage1_data.split("stage_1_val_unseen", lazy), train1.classes,
+    val = EvalSet.build(  # handed over lazily: the build reads both splits into one array when resident
+        stage1_data.split("stage_1_val_seen", True), stage1_data.split("stage_1_val_unseen", True), train1.classes,
         plan.emb, plan.dev, resident,
     )
     torch.manual_seed(seed)
@@ -482,8 +482,8 @@ def run_protocol(
     test_data = SplitAccess(benchmark, TEST_SPLITS, "final evaluation", **tag)
     resident = plan.residency(test_data, TEST_SPLITS, "test")
     plan.announce("test")
-    test = EvalSet.build(test_data.split("stage_2_test_seen", not resident),
-                         test_data.split("stage_2_test_unseen", not resident), seen2, emb, dev, resident)
+    test = EvalSet.build(test_data.split("stage_2_test_seen", True),  # read once by the build (see stage 1)
+                         test_data.split("stage_2_test_unseen", True), seen2, emb, dev, resident)
     # one scoring over the whole grid (for plots) and the test β: a grid value is its own column;
     # another (the mean of several outputs' β's) is scored as an extra column
     on_grid = (betas == beta).nonzero()

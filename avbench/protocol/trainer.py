@@ -24,7 +24,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from avbench.data.benchmark import Split, concat_lazy, concat_splits
+from avbench.data.benchmark import Split, concat_lazy
 from avbench.errors import ConfigError
 from avbench.methods.base import Batch, Method, TrainData
 from avbench.protocol.feed import Features, Prefetcher, eval_chunks
@@ -158,8 +158,8 @@ class EvalSet:
     ) -> "EvalSet":
         unseen_classes = np.unique(unseen_split.labels)
         search = np.union1d(seen_classes, unseen_classes)
-        both = (concat_splits("eval", [seen_split.resident(), unseen_split.resident()]) if resident
-                else concat_lazy("eval", [seen_split, unseen_split]))
+        # splits still in the file are read once, straight into one array (resident) or row ranges (streamed)
+        both = concat_lazy("eval", [seen_split, unseen_split])
         return cls(
             audio=Features(both.audio, device, resident),
             video=Features(both.video, device, resident),

@@ -24,6 +24,16 @@ from pathlib import Path
 from avbench.errors import ConfigError, DataError
 
 
+# Ray kills a task worker idle for more than 1 s once the node has more workers than cores, which
+# Ray Tune's trial actors make it have: a sweep's finals then start new processes (about 3 CPU s
+# of imports and data each) where the previous sweep's finals left warm ones. Idle workers are
+# kept for 5 minutes instead; at most as many as finals ran at once (one per slot) stay idle.
+# Measured (benchmarks/suite_overhead.py, 8 sweeps on synthetic): 8 final worker processes -> 2,
+# suite wall 108 s -> 91 s. A cluster started with `ray start` takes the same setting from
+# RAY_idle_worker_killing_time_threshold_ms=300000 in the environment of `ray start`.
+LOCAL_RAY_CONFIG = {"idle_worker_killing_time_threshold_ms": 300_000}
+
+
 def start_ray(address: str | None) -> None:
     """Start Ray for a sweep or suite: the cluster at ``address`` (``--address``, else ``$RAY_ADDRESS``),
     or a new Ray on this machine with its cores and GPUs. Without an address, a Ray started earlier
@@ -52,7 +62,7 @@ def start_ray(address: str | None) -> None:
             raise ConfigError(f"{given} {address}: no Ray cluster could be joined there ({first})") from None
     else:
         gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        ray.init(address="local", num_cpus=os.cpu_count(), num_gpus=gpus, **kw)
+        ray.init(address="local", num_cpus=os.cpu_count(), num_gpus=gpus, _system_config=LOCAL_RAY_CONFIG, **kw)
 
 
 def node_benchmark(dataset: str, driver_home: str):
