@@ -296,3 +296,51 @@ def test_a_cache_entry_gone_before_writing_is_one_line(tmp_path):
                         per_split={s: ["a"] for s in STORED_SPLITS}, classes=["A"], klass={"a": "A"},
                         paths={"a": video}, cache=cache, embeddings=np.zeros((1, 4), np.float32), source="")
     assert not (tmp_path / "b.h5").exists() and not list(tmp_path.glob(".b.h5.import-*"))
+
+
+def test_decoded_clips_waiting_for_the_encoders_stay_in_bounded_memory(tmp_path, monkeypatch):
+    """Large clips (a frame per second of long videos) make fewer decodes run ahead and smaller
+    batches: the bytes decoded but not yet encoded stay near READ_AHEAD_BYTES, and every video
+    is still extracted, in order."""
+    import threading
+
+    import avbench.data.featurize as fz
+    from avbench.data.media import Clip
+    from avbench.data.splits import Video
+
+    mb = 1 << 20
+    monkeypatch.setattr(fz, "READ_AHEAD_BYTES", 40 * mb)
+    lock, live, peak, order = threading.Lock(), [0], [0], []
+
+    def decode(video, rate, window_s, frames):
+        clip = Clip(frames=[np.zeros((mb,), np.uint8)] * 8, audio=[np.zeros(16, np.float32)], rate=16, duration=8.0)
+        with lock:
+            live[0] += 8 * mb
+            peak[0] = max(peak[0], live[0])
+        return clip
+
+    class Enc:
+        rate, window_s = 16, 1.0
+
+        def images(self, frames):
+            with lock:
+                live[0] -= sum(f.nbytes for f in frames)
+            return np.ones((len(frames), 4), np.float32)
+
+        def audios(self, clips):
+            return np.ones((len(clips), 3), np.float32)
+
+    monkeypatch.setattr(fz, "_decode", decode)
+    videos = []
+    for i in range(40):
+        p = tmp_path / "v" / f"{i}.mp4"
+        p.parent.mkdir(exist_ok=True)
+        p.write_bytes(b"x")
+        videos.append(Video(p, "A", f"v{i}"))
+    cache = fz.FeatureCache(tmp_path / "cache", {"models": "stub"}, "per-second")
+    ok, stats = fz.extract_features(videos, Enc(), cache, frames="per-second", batch_size=32, workers=2,
+                                    on_video=order.append)
+    assert ok == {v.video_id for v in videos} and stats.extracted == 40 and order == ["extracted"] * 40
+    # 40 MB budget with 8 MB clips: at most budget + the decodes in flight (2 workers), never 32-clip batches
+    assert peak[0] <= 40 * mb + 2 * 8 * mb, peak[0] / mb
+    assert all(cache.get(v.path) is not None for v in videos)

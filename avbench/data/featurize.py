@@ -5,7 +5,9 @@ the encoders (:mod:`avbench.data.encoders`), which run in batches; each video's
 features are written to the cache as one ``.npz`` (temporary name, then rename), keyed
 by the video (path, size, mtime), the models and the frame mode, so a rerun after an
 interruption skips every video already done. A video that cannot be decoded, or has no
-audio track, is recorded as failed and left out.
+audio track, is recorded as failed and left out. Decoded clips wait for the encoders in
+bounded memory (about ``READ_AHEAD_BYTES``): fewer decodes run ahead, and batches are
+smaller, when clips are large (a frame per second of long, high-resolution videos).
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from avbench.data.media import MediaError, read_clip
 from avbench.data.splits import Video
 
 CACHE_VERSION = 1
+# decoded frames and audio held ahead of the encoders, about: a batch is encoded once its clips hold
+# half of it, and fewer decodes run ahead when clips are large (one frame per second of a long video)
+READ_AHEAD_BYTES = 1 << 30
 
 
 class FeatureCache:
@@ -140,29 +145,47 @@ def extract_features(videos: list[Video], encoders, cache: FeatureCache, *, fram
     rate, window = encoders.rate, encoders.window_s
     temporal = frames == "per-second"
     batch: list = []
+    held = 0  # bytes of the decoded clips in ``batch``
+    sizes = [0, 0]  # clips decoded, their bytes: the mean clip size sets how many decodes run ahead
+    ahead = max(2 * batch_size, 2 * workers)
+
+    def room() -> int:
+        """Decodes that may be in flight: ``ahead`` clips, fewer when they are large (per-second
+        frames of long videos), so decoded clips held ahead stay under ``READ_AHEAD_BYTES``."""
+        if not sizes[0]:
+            return max(1, workers)  # no clip's size known yet
+        fits = int((READ_AHEAD_BYTES - held) // max(1, sizes[1] / sizes[0]))
+        return max(1, workers, min(ahead, fits))
+
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         pending: deque = deque()
         it = iter(todo)
-        ahead = max(2 * batch_size, 2 * workers)
-        for v in it:
-            pending.append((v, pool.submit(_decode, v, rate, window, frames)))
-            if len(pending) >= ahead:
-                break
+
+        def fill() -> None:
+            while len(pending) < room():
+                nxt = next(it, None)
+                if nxt is None:
+                    return
+                pending.append((nxt, pool.submit(_decode, nxt, rate, window, frames)))
+
         try:
+            fill()
             while pending:
                 v, fut = pending.popleft()
-                nxt = next(it, None)
-                if nxt is not None:
-                    pending.append((nxt, pool.submit(_decode, nxt, rate, window, frames)))
                 clip = fut.result()
                 if isinstance(clip, str):
                     fail(v, clip)
+                    fill()
                     continue
                 stats.decode_seconds += clip.decode_seconds
+                size = sum(f.nbytes for f in clip.frames) + sum(a.nbytes for a in clip.audio)
+                sizes[0], sizes[1] = sizes[0] + 1, sizes[1] + size
                 batch.append((v, clip))
-                if len(batch) >= batch_size:
+                held += size
+                if len(batch) >= batch_size or held >= READ_AHEAD_BYTES // 2:
                     encode(batch)
-                    batch = []
+                    batch, held = [], 0
+                fill()
             encode(batch)
         except BaseException:  # interrupted: drop the decodes not started; what was encoded is in the cache
             for _, fut in pending:
