@@ -16,7 +16,7 @@ beside the encoders). With real CLIP ViT-B/32 and CLAP models the encoders cost 
 more, so decoding's share is lower than here: these numbers bound the pipeline's
 own overhead.
 Usage: python benchmarks/extract_speed.py [--videos 48] [--seconds 4] [--size 320x240] [--fps 25]
-       [--frames middle|per-second] [--workers 2] [--batch-size 16]
+       [--frames middle|per-second] [--max-len N] [--workers 2] [--batch-size 16]
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ def main() -> None:
     ap.add_argument("--size", default="320x240")
     ap.add_argument("--fps", type=int, default=25)
     ap.add_argument("--frames", default="middle", choices=["middle", "per-second"])
+    ap.add_argument("--max-len", type=int, default=None, help="per-second: centre-crop to this many steps")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--device", default="cpu")
@@ -61,7 +62,7 @@ def main() -> None:
         setup_s = time.perf_counter() - t0
         opts = ExtractOptions(videos=str(tmp / "videos"), name="speed", settings_from="ucf", clip=str(clip),
                               clap=str(clap), home=str(tmp / "home"), frames=args.frames, workers=args.workers,
-                              batch_size=args.batch_size, device=args.device)
+                              batch_size=args.batch_size, device=args.device, max_len=args.max_len)
         t0 = time.perf_counter()
         _, _, rep = extract(opts)
         total_s = time.perf_counter() - t0
@@ -70,6 +71,7 @@ def main() -> None:
         "videos": rep["extracted"],
         "video": f"{w}x{h} {args.fps} fps {args.seconds:g} s",
         "frames": args.frames,
+        "max_len": args.max_len,
         "workers": args.workers,
         "batch_size": args.batch_size,
         "device": rep["device"],

@@ -267,7 +267,8 @@ def test_benchmark_is_written_from_the_cache_in_chunks(own_videos, models, tmp_p
                          "--max-len", "1"), capsys)
     b = load_benchmark("chunked", home)
     assert b.fingerprint == rep["fingerprint"]
-    cache = FeatureCache(home / "cache" / "extract", Encoders(str(models[0]), str(models[1]), "cpu").identity(), frames)
+    cache = FeatureCache(home / "cache" / "extract", Encoders(str(models[0]), str(models[1]), "cpu").identity(), frames,
+                         1)
     path = {v.video_id: v.path for v in find_videos(own_videos)[0]}
     klass = {v.video_id: v.label for v in find_videos(own_videos)[0]}
     rows = 0
@@ -312,7 +313,7 @@ def test_decoded_clips_waiting_for_the_encoders_stay_in_bounded_memory(tmp_path,
     monkeypatch.setattr(fz, "READ_AHEAD_BYTES", 40 * mb)
     lock, live, peak, order = threading.Lock(), [0], [0], []
 
-    def decode(video, rate, window_s, frames):
+    def decode(video, rate, window_s, frames, max_steps=None):
         clip = Clip(frames=[np.zeros((mb,), np.uint8)] * 8, audio=[np.zeros(16, np.float32)], rate=16, duration=8.0)
         with lock:
             live[0] += 8 * mb
@@ -344,3 +345,20 @@ def test_decoded_clips_waiting_for_the_encoders_stay_in_bounded_memory(tmp_path,
     # 40 MB budget with 8 MB clips: at most budget + the decodes in flight (2 workers), never 32-clip batches
     assert peak[0] <= 40 * mb + 2 * 8 * mb, peak[0] / mb
     assert all(cache.get(v.path) is not None for v in videos)
+
+
+@pytest.mark.parametrize("audio_seconds", [None, 4.0])
+def test_per_second_frames_are_cut_to_the_centre_at_decoding(tmp_path, audio_seconds):
+    """With max_steps, only the steps a centre crop keeps are decoded and kept: the same frames and
+    audio windows as decoding everything and cropping, also when a short audio track moves the centre."""
+    from avbench.data.layout import crop
+    from avbench.data.media import read_clip
+
+    path = write_video(tmp_path / "v.mp4", seconds=9, fps=4, tone_hz=500, audio_seconds=audio_seconds)
+    full = read_clip(path, rate=16000, window_s=None, frames="per-second")
+    assert len(full.frames) == 9 if audio_seconds is None else 4 <= len(full.frames) < 9  # (AAC pads a little)
+    for max_steps in (1, 2, 3, 20):
+        cut = read_clip(path, rate=16000, window_s=None, frames="per-second", max_steps=max_steps)
+        frames, audio = crop(full.frames, max_steps), crop(full.audio, max_steps)
+        assert len(cut.frames) == len(frames) == len(cut.audio) == len(audio) == min(max_steps, len(full.frames))
+        assert all(np.array_equal(a, b) for a, b in zip(cut.frames + cut.audio, frames + audio))

@@ -223,11 +223,11 @@ def extract(o: ExtractOptions, on_start: Callable[[int], None] | None = None,
     enc = Encoders(o.clip or DEFAULT_CLIP, o.clap or DEFAULT_CLAP, o.device)
     home = avbench_home(o.home)
     cache_root = Path(o.cache).expanduser() if o.cache else home / "cache" / "extract"
-    cache = FeatureCache(cache_root, enc.identity(), o.frames)
+    cache = FeatureCache(cache_root, enc.identity(), o.frames, o.max_len)
     if on_start:
         on_start(len(todo))
     ok, stats = extract_features(todo, enc, cache, frames=o.frames, batch_size=o.batch_size, workers=o.workers,
-                                 on_video=on_video)
+                                 max_len=o.max_len, on_video=on_video)
     rdir = home / "extract" / o.name
     try:
         if plan is None:  # own classes: split the videos that could be used

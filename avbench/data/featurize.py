@@ -37,8 +37,10 @@ READ_AHEAD_BYTES = 1 << 30
 class FeatureCache:
     """One ``.npz`` per video under ``root/<models and frame mode>/``, written atomically."""
 
-    def __init__(self, root: Path, identity: dict, frames: str):
-        key = json.dumps({"v": CACHE_VERSION, "frames": frames, **identity}, sort_keys=True)
+    def __init__(self, root: Path, identity: dict, frames: str, max_len: int | None = None):
+        # per-second features are stored centre-cropped to max_len steps: part of the key (None: uncropped)
+        crop = {"max_len": int(max_len)} if frames == "per-second" and max_len is not None else {}
+        key = json.dumps({"v": CACHE_VERSION, "frames": frames, **crop, **identity}, sort_keys=True)
         self.dir = Path(root) / hashlib.sha256(key.encode()).hexdigest()[:16]
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "about.json").write_text(key + "\n")
@@ -83,9 +85,9 @@ class Stats:
     wall_seconds: float = 0.0
 
 
-def _decode(video: Video, rate: int, window_s: float, frames: str):
+def _decode(video: Video, rate: int, window_s: float, frames: str, max_steps: int | None = None):
     try:
-        return read_clip(video.path, rate=rate, window_s=window_s, frames=frames)
+        return read_clip(video.path, rate=rate, window_s=window_s, frames=frames, max_steps=max_steps)
     except MediaError as e:
         return str(e)
     except Exception as e:  # a decoder failure of any kind: report the video, go on
@@ -93,11 +95,13 @@ def _decode(video: Video, rate: int, window_s: float, frames: str):
 
 
 def extract_features(videos: list[Video], encoders, cache: FeatureCache, *, frames: str = "middle",
-                     batch_size: int = 32, workers: int = 2,
+                     batch_size: int = 32, workers: int = 2, max_len: int | None = None,
                      on_video: Callable[[str], None] | None = None) -> tuple[set, Stats]:
     """The ids of the videos whose features ([D] each, or [T, D] per second) are now in ``cache``, and
     the run's statistics. Features are not kept in memory: the benchmark is written from the cache.
 
+    ``max_len``: per-second sequences keep their centre ``max_len`` steps, cut at decoding (only
+    those frames are kept; ``cache`` must have been made with the same ``max_len``).
     ``on_video(status)`` is called once per video (``cached``, ``extracted`` or ``failed``).
     """
     t0 = time.perf_counter()
@@ -166,7 +170,7 @@ def extract_features(videos: list[Video], encoders, cache: FeatureCache, *, fram
                 nxt = next(it, None)
                 if nxt is None:
                     return
-                pending.append((nxt, pool.submit(_decode, nxt, rate, window, frames)))
+                pending.append((nxt, pool.submit(_decode, nxt, rate, window, frames, max_len)))
 
         try:
             fill()

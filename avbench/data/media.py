@@ -7,7 +7,8 @@ centred ``window_s`` seconds) to its end, and converted to mono float32 at the
 encoder's rate by ``av.AudioResampler`` (libswresample). One frame per second
 (``frames="per-second"``, for temporal methods) decodes the video once, front to
 back, keeping the first frame at or after the middle of each second (a trailing
-part under half a second is no step).
+part under half a second is no step); with ``max_steps`` only the centre seconds a
+crop to that length keeps have their frame kept, so a long video's frames stay few.
 
 A file that cannot be read is a :class:`MediaError` whose message is the reason
 (``unreadable: ...``, ``no audio track``, ...): the extractor lists it in its
@@ -135,13 +136,24 @@ def _audio(container, stream, t0: float, t1: float | None, rate: int) -> tuple[n
     return x[a:b], max(first, t0)
 
 
-def read_clip(path: str | Path, *, rate: int, window_s: float | None, frames: str = "middle") -> Clip:
+def _centre(n: int, max_steps: int | None) -> tuple[int, int]:
+    """The steps ``lo:hi`` of ``n`` that a centre crop to ``max_steps`` keeps (all of them if None)."""
+    if max_steps is None or n <= max_steps:
+        return 0, n
+    lo = (n - max_steps) // 2
+    return lo, lo + max_steps
+
+
+def read_clip(path: str | Path, *, rate: int, window_s: float | None, frames: str = "middle",
+              max_steps: int | None = None) -> Clip:
     """Decode the frames and audio of one video (see the module docstring).
 
     ``rate``: audio sample rate of the audio encoder. ``window_s``: the audio
     window (centred, in seconds) with ``frames="middle"``; None keeps the whole
     track. With ``frames="per-second"`` there is one frame and one 1-s audio
-    window per second of video.
+    window per second of video; ``max_steps``: only the centre ``max_steps`` seconds
+    (those :func:`avbench.data.layout.crop` keeps of a longer sequence) have their
+    frame converted and kept, so a long video holds a bounded number of frames.
     """
     import av
 
@@ -185,14 +197,21 @@ def read_clip(path: str | Path, *, rate: int, window_s: float | None, frames: st
             else:
                 steps = max(1, math.floor(duration + 0.5))  # a trailing part under half a second is no step
                 targets = [start + min(k + 0.5, max(duration - 1e-3, 0.0)) for k in range(steps)]
-                imgs = _video_frames(container, vs, targets)
+                lo, hi = _centre(steps, max_steps)  # the steps kept if the audio covers them all
+                imgs = _video_frames(container, vs, targets[lo:hi])
                 container.seek(0)
                 samples, _ = _audio(container, aus, _start(aus), None, rate)
                 audio = [samples[k * rate : (k + 1) * rate] for k in range(steps)]
                 audio = [x for x in audio if len(x)] or [samples]
-                if len(audio) < len(imgs):  # an audio track shorter than the video: keep the pairs both have
-                    imgs = imgs[: len(audio)]
-                audio = audio[: len(imgs)]
+                # an audio track shorter than the video: the pairs both have (then the centre of those)
+                n = min(steps, len(audio)) if imgs else 0
+                lo2, hi2 = _centre(n, max_steps)
+                if lo <= lo2 and hi2 <= hi:  # within the frames decoded (always when the audio covers the video)
+                    imgs = imgs[lo2 - lo : hi2 - lo]
+                else:  # a short audio track moved the centre: decode that window's frames
+                    container.seek(0)
+                    imgs = _video_frames(container, vs, targets[lo2:hi2])
+                audio = audio[lo2:hi2][: len(imgs)]
         except (av.error.FFmpegError, OSError, ValueError, RuntimeError) as e:
             raise MediaError(f"unreadable: {_reason(e)}") from None
         if not imgs:
@@ -215,11 +234,12 @@ def write_video(
     color: tuple[int, int, int] = (200, 40, 40),
     tone_hz: float | None = 440.0,
     audio_rate: int = 16000,
+    audio_seconds: float | None = None,
 ) -> Path:
     """A short test video: a moving bar over a solid colour and (unless ``tone_hz`` is None) a sine tone.
 
     MPEG-4 video with AAC audio in an .mp4, or whatever the suffix's container takes
-    (.avi: MPEG-4 part 2 and MP3, as UCF101).
+    (.avi: MPEG-4 part 2 and MP3, as UCF101). ``audio_seconds``: the tone's length (default: the video's).
     """
     import av
 
@@ -245,7 +265,7 @@ def write_video(
         for packet in vs.encode():
             out.mux(packet)
         if as_ is not None:
-            total = int(round(seconds * audio_rate))
+            total = int(round((seconds if audio_seconds is None else audio_seconds) * audio_rate))
             t = np.arange(total) / audio_rate
             wave = (0.3 * np.sin(2 * np.pi * tone_hz * t)).astype(np.float32)
             step = 1024
