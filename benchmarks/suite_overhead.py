@@ -18,12 +18,16 @@ MLflow, Optuna and the store included), and prints one JSON line:
   as overhead (target <= 5 %);
 - ``peak_rss_mb`` of the suite command (its own process; Ray's workers are others).
 
-Measured on a quiet 2-core machine: the whole synthetic suite (34 sweeps, 2 skipped) 797 s
-against 1272 s as 34 commands (ratio 0.63), overhead 20 %; ``--methods avca,cjme,ale,devise
---datasets synthetic``: 64 s against 110 s (0.58), overhead 40 % at the demo's budgets and
-12 % with ``--epochs 6 --batches 60``. The overhead target (<= 5 %) is missed: each sweep
-starts a Ray Tune actor process (about 3 CPU seconds of imports) and the command's own start
-(imports, Ray, MLflow) is about 10 s, against trials of a few seconds at the demo's budgets.
+Measured on a quiet 2-core machine: the whole synthetic suite (34 sweeps, 2 skipped) 644 s
+against 1081 s as 34 commands (ratio 0.60), overhead 16 % (22 % before idle Ray workers were
+kept for the finals, see ``search/cluster.LOCAL_RAY_CONFIG``); earlier, ``--methods
+avca,cjme,ale,devise --datasets synthetic``: 64 s against 110 s (0.58), overhead 40 % at the
+demo's budgets and 12 % with ``--epochs 6 --batches 60``. The overhead target (<= 5 %) is
+missed: each sweep starts a Ray Tune actor process (a spawn gap of about 2 s, then about
+2.6 s of imports and data in its first trial; about 8 % of the suite's slot time, from
+``ray.timeline()``), the command's own start (imports, Ray, MLflow) is about 14 s, and the
+driver's 34 Tune controllers use about 4 % of the CPU, against trials of a few seconds at
+the demo's budgets.
 
 Usage: python benchmarks/suite_overhead.py [--suite synthetic] [--methods avca,cjme] [--datasets synthetic]
        [--trials N] [--seeds S] [--epochs E] [--batches B] [--no-sequential]
