@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from avbench.data.benchmark import STORED_SPLITS, SPLITS, Benchmark, Split
-from avbench.data.ragged import Ragged
+from avbench.data.ragged import Ragged, centre_window
 from avbench.data.writer import BenchmarkWriter, Written
 from avbench.errors import DataError
 
@@ -292,10 +292,8 @@ def concat_embeddings(clip: dict, clap: dict, path: Path) -> dict[str, np.ndarra
 
 def crop(x: np.ndarray, max_len: int | None) -> np.ndarray:
     """A sequence longer than ``max_len`` steps, centre-cropped to it (as TCAF crops at test time)."""
-    if max_len is None or len(x) <= max_len:
-        return x
-    start = (len(x) - max_len) // 2
-    return x[start : start + max_len]
+    lo, hi = centre_window(len(x), max_len)
+    return x if (lo, hi) == (0, len(x)) else x[lo:hi]
 
 
 @dataclass

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from avbench.data.ragged import centre_window
+
 FRAME_MODES = ("middle", "per-second")
 
 
@@ -136,14 +138,6 @@ def _audio(container, stream, t0: float, t1: float | None, rate: int) -> tuple[n
     return x[a:b], max(first, t0)
 
 
-def _centre(n: int, max_steps: int | None) -> tuple[int, int]:
-    """The steps ``lo:hi`` of ``n`` that a centre crop to ``max_steps`` keeps (all of them if None)."""
-    if max_steps is None or n <= max_steps:
-        return 0, n
-    lo = (n - max_steps) // 2
-    return lo, lo + max_steps
-
-
 def read_clip(path: str | Path, *, rate: int, window_s: float | None, frames: str = "middle",
               max_steps: int | None = None) -> Clip:
     """Decode the frames and audio of one video (see the module docstring).
@@ -197,7 +191,7 @@ def read_clip(path: str | Path, *, rate: int, window_s: float | None, frames: st
             else:
                 steps = max(1, math.floor(duration + 0.5))  # a trailing part under half a second is no step
                 targets = [start + min(k + 0.5, max(duration - 1e-3, 0.0)) for k in range(steps)]
-                lo, hi = _centre(steps, max_steps)  # the steps kept if the audio covers them all
+                lo, hi = centre_window(steps, max_steps)  # the steps kept if the audio covers them all
                 imgs = _video_frames(container, vs, targets[lo:hi])
                 container.seek(0)
                 samples, _ = _audio(container, aus, _start(aus), None, rate)
@@ -205,7 +199,7 @@ def read_clip(path: str | Path, *, rate: int, window_s: float | None, frames: st
                 audio = [x for x in audio if len(x)] or [samples]
                 # an audio track shorter than the video: the pairs both have (then the centre of those)
                 n = min(steps, len(audio)) if imgs else 0
-                lo2, hi2 = _centre(n, max_steps)
+                lo2, hi2 = centre_window(n, max_steps)
                 if lo <= lo2 and hi2 <= hi:  # within the frames decoded (always when the audio covers the video)
                     imgs = imgs[lo2 - lo : hi2 - lo]
                 else:  # a short audio track moved the centre: decode that window's frames

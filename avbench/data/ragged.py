@@ -148,6 +148,14 @@ class ConcatRows(Rows):
         return out
 
 
+def centre_window(n: int, max_len: int | None) -> tuple[int, int]:
+    """The steps ``lo:hi`` of a sequence of ``n`` that a centre crop to ``max_len`` keeps (all if None)."""
+    if max_len is None or n <= max_len:
+        return 0, n
+    lo = (n - max_len) // 2
+    return lo, lo + max_len
+
+
 def load_rows(x) -> np.ndarray:
     """An in-memory array of ``x`` (a numpy array or :class:`Rows`)."""
     return x.read(0, len(x)) if isinstance(x, Rows) else np.asarray(x)

@@ -105,17 +105,23 @@ def run_final(ctx: dict, params: dict, seed: int) -> dict:
     """Full protocol for one final seed (a Ray task); returns RunResult as a dict."""
     from avbench.protocol.run import run_protocol
 
+    import torch
+
     bench = worker_benchmark(ctx)
-    r = run_protocol(
-        bench,
-        ctx["method"],
-        protocol=ctx["protocol"],
-        seed=int(seed),
-        overrides={**ctx["overrides"], **params},
-        text_order=ctx["text_order"],
-        device=ctx["device"],
-        memory_budget=memory_budget(ctx),
-    )
+    try:
+        r = run_protocol(
+            bench,
+            ctx["method"],
+            protocol=ctx["protocol"],
+            seed=int(seed),
+            overrides={**ctx["overrides"], **params},
+            text_order=ctx["text_order"],
+            device=ctx["device"],
+            memory_budget=memory_budget(ctx),
+        )
+    finally:  # the worker stays warm for later finals (search/cluster.LOCAL_RAY_CONFIG): hold no GPU memory idle
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
     return r.to_dict()
 
 
