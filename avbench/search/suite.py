@@ -19,18 +19,17 @@ features, the protocol, trials, final seeds, search seeds and a budget per datas
     settings: {}                 # fixed settings for every sweep (optional)
     cpus_per_trial: 1            # optional, as `avbench sweep`
 
-Every (method, dataset) pair is one sweep (``search.sweep``) named
-``<suite>.<method>.<dataset>``: its own Optuna study, MLflow parent run, Ray Tune
-experiment and store entry (the sweep's name). All the sweeps run at once in one Ray
-job: Ray is started once, each sweep's driver is a thread of this process with its own
-``Tuner``, and their trials and finals queue for the same CPUs/GPUs, so a slot freed
-by one sweep's tail goes to another sweep's trial. Unless the suite sets
-``max_concurrent``, the slots are split between the sweeps (at least one each): a
-sweep's trials then follow each other in one reused Ray Tune actor instead of each
-starting a process that imports torch and loads the data. A pair that cannot run (a temporal
-method on averaged features, a dataset not imported, no search space) is reported and
-skipped. Rerunning the suite resumes every unfinished sweep (``Tuner.restore``, the
-Optuna storage, the store's idempotent writes) and skips finished ones.
+Every (method, dataset) pair is one sweep (``search.sweep_setup``) named
+``<suite>.<method>.<dataset>``: its own Optuna study, MLflow parent run and store entry
+(the sweep's name). All the sweeps run in one Ray Tune experiment
+(``search.suite_tune``): Ray is started once and a few reused worker processes run every
+sweep's trials and finals, so no sweep waits for another and no sweep starts a process
+of its own. Unless the suite sets ``max_concurrent``, a sweep runs its share of the
+slots at once (at least one trial), so its TPE sees its earlier trials while the other
+sweeps fill the other slots. A pair that cannot run (a temporal method on averaged
+features, a dataset not imported, no search space) is reported and skipped. Rerunning
+the suite resumes every unfinished sweep from its Optuna study and the store, and skips
+finished ones.
 
 This module reads suite files and plans their sweeps; ``suite_run`` runs them and
 ``suite_view`` shows their progress.

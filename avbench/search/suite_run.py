@@ -1,4 +1,5 @@
-"""Running a suite (all its sweeps at once in one Ray job), its leaderboard, and its status."""
+"""Running a suite (all its sweeps in one Ray Tune experiment, ``search.suite_tune``), its leaderboard, and its
+status."""
 
 from __future__ import annotations
 
@@ -14,65 +15,111 @@ from avbench.search.suite_view import SuiteView, SweepState
 
 
 # --------------------------------------------------------------------------- run
-def _prepare_imports(n_sweeps: int) -> None:
-    """Import what the sweep threads use once, in the main thread; settings shared by the sweeps."""
-    import logging
-    import warnings
-
-    # each sweep's Tune controller saves its experiment state this often (a lone sweep: every second);
-    # many at once in one driver would spend a core on it: about 2 saves a second in all, at most 10 s apart
-    # (what a kill -9 can cost: trials that ended since the last save run again)
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(max(1, min(10, n_sweeps // 2))))
-
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    # sweeps wait for each other's slots by design: Ray Tune's "waiting for resources" warnings are noise here
+def _prepare_imports() -> None:
+    """Import what the suite uses, and quieten it."""
+    # a suite resumes from its sweeps' studies and the store, not from the experiment's saved state
+    # (search.suite_tune): the experiment is saved rarely, sparing the driver's CPU
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "60")
+    # the trials queue for the slots by design: Ray Tune's "waiting for resources" warnings are noise here
     os.environ.setdefault("TUNE_WARN_INSUFFICENT_RESOURCE_THRESHOLD_S", "1000000")
     os.environ.setdefault("TUNE_WARN_INSUFFICENT_RESOURCE_THRESHOLD_S_AUTOSCALER", "1000000")
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    import mlflow  # noqa: F401
-    import mlflow.tracking  # noqa: F401
-    import optuna  # noqa: F401
-    import ray  # noqa: F401
-    import torch  # noqa: F401
-    from ray import tune  # noqa: F401
-    from ray.tune.schedulers import ASHAScheduler  # noqa: F401
-    from ray.tune.search.optuna import OptunaSearch  # noqa: F401
+    from avbench.search.sweep_setup import quiet_libraries
 
-    for noisy in ("mlflow", "alembic", "ray", "ray.tune"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    quiet_libraries()
 
 
-def _thread_safe_tune_registry() -> None:
-    """Ray Tune registers each experiment's trainable in a process-global registry whose flush
-    iterates a dict (``ray.tune.registry._global_registry``): two sweep threads registering at once
-    fail with "dictionary changed size during iteration". Serialise its methods with one lock."""
-    from ray.tune import registry
+def _start_sweeps(suite: Suite, todo: list[SweepState], home: Path, address, store) -> tuple[dict, int, list]:
+    """Prepare the suite's sweeps and open their MLflow parent runs while Ray starts (unless running).
+    Returns (prepared sweeps by name, trial slots, nodes); a sweep that cannot start is marked failed."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    reg = registry._global_registry
-    if getattr(reg, "_avbench_lock", None) is not None:
-        return
-    lock = threading.RLock()
-    for name in ("register", "unregister", "unregister_all", "flush_values", "contains", "get"):
-        original = getattr(reg, name)
+    import ray
 
-        def locked(*args, _original=original, **kwargs):
-            with lock:
-                return _original(*args, **kwargs)
+    from avbench.search.live import LiveView
+    from avbench.search.sweep_setup import SETTINGS_FILE, PreparedSweep
+    from avbench.search.tracking import activate
 
-        setattr(reg, name, locked)
-    reg._avbench_lock = lock
+    def prepare() -> dict:
+        preps = {}
+        for s in todo:
+            try:  # a sweep started before (its settings recorded) resumes: other settings are refused
+                started = (home / "sweeps" / s.item.name / SETTINGS_FILE).is_file()
+                prep = PreparedSweep(s.item.spec, restoring=started, store=store)
+                prep.tracker = prep.open_tracker()
+                preps[s.item.name] = prep
+            except Exception as e:  # one sweep's bad settings do not stop the others
+                s.phase, s.error = "failed", str(e) if isinstance(e, AvbenchError) else f"{type(e).__name__}: {e}"
+        return preps
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        prepared = pool.submit(prepare)
+        if not ray.is_initialized():
+            from avbench.search.cluster import start_ray
+
+            start_ray(address)
+        preps = prepared.result()
+    if not preps:
+        return preps, None, []
+    nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
+    if len(nodes) > 1:  # a cluster: storage path and data must be the same everywhere
+        from avbench.search.cluster import check_cluster
+
+        for p in {p.dataset: p for p in preps.values()}.values():
+            check_cluster(p.dataset, str(home), p.fingerprint, str(p.sweeps_dir))
+    slots = max(1, int(ray.cluster_resources().get("CPU", os.cpu_count() or 1) // max(suite.cpus_per_trial, 1e-9)))
+    runnable = sum(1 for x in todo if x.item.spec is not None)
+    for s in todo:
+        prep = preps.get(s.item.name)
+        if prep is None:
+            continue
+        prep.spec.shared_slots = slots
+        # a sweep's share of the slots: its trials then follow each other and its TPE sees every earlier
+        # trial (the other sweeps keep the other slots busy); the suite may set max_concurrent instead
+        prep.start(prep.tracker, prep.spec.max_concurrent or max(1, slots // runnable))
+        activate(s.item.name, prep.tracker, LiveView(prep.spec.trials, enabled=False))
+        s.phase, s.t0 = "search", time.time()
+    return preps, slots, nodes
+
+
+def _tune(run, home: Path, view: SuiteView) -> None:
+    """The suite's experiment in a thread while this one refreshes the view; a sweep the experiment left
+    unfinished (it stopped on an error) is marked failed with the error's last line."""
+    from avbench.search.suite_tune import tune_suite
+
+    errors = []
+
+    def work():
+        try:
+            resources = next(iter(run.preps.values())).resources  # the suite's: the same for every sweep
+            tune_suite(run, str(home / "sweeps" / f"{run.suite}.suite"), time.strftime("run-%Y%m%d-%H%M%S"),
+                       resources)
+        except BaseException as e:  # reported below, after the view is closed
+            errors.append(e)
+
+    th = threading.Thread(target=work, name=f"suite {run.suite}", daemon=True)
+    th.start()
+    while th.is_alive():
+        th.join(0.5)
+        view.tick()
+    for name, state in run.states.items():
+        if state.phase in ("search", "finals"):
+            why = "the experiment ended"
+            if errors:  # the last line of Ray Tune's error (a traceback in the message)
+                last = (str(errors[0]).strip().splitlines() or [""])[-1]
+                why = f"{type(errors[0]).__name__}: {last}"
+            run.failed(name, f"sweep {name}: {why}")
 
 
 def run_suite(suite: Suite, home=None, db=None, storage=None, tracking_uri=None, address=None, console=None,
               live: bool = True, log_every: float = 30.0, out: str | None = None) -> dict:
-    """Run (or resume) every sweep of the suite at once in one Ray job; then its leaderboard."""
+    """Run (or resume) every sweep of the suite in one Ray Tune experiment; then its leaderboard."""
     t_start = time.time()
     from avbench.data.registry import avbench_home
     from avbench.results.store import Store
 
     home_path = avbench_home(home).resolve()
     items = plan(suite, home_path, db, storage, tracking_uri, address)
-    store = Store(db, home_path)  # created (and migrated) once, before the threads open it
+    store = Store(db, home_path)  # created (and migrated) once, before the sweeps open it
     states = [SweepState(i) for i in items]
     for s in states:
         if s.item.spec is not None and _finished(s.item, home_path, store):
@@ -84,59 +131,25 @@ def run_suite(suite: Suite, home=None, db=None, storage=None, tracking_uri=None,
     todo = [s for s in states if s.phase == "waiting"]
 
     started_ray = False
-    slots = None
-    if todo:
-        _prepare_imports(len(todo))
-        _thread_safe_tune_registry()
-        import ray
-
-        if not ray.is_initialized():
-            from avbench.search.cluster import start_ray
-
-            start_ray(address)
-            started_ray = True
-        slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(suite.cpus_per_trial, 1e-9)))
-        for s in todo:
-            s.item.spec.shared_slots = slots
-            if s.item.spec.max_concurrent is None:
-                # the slots split between the sweeps: a sweep's trials then run one after another in the
-                # same Ray Tune actor (reused: no new process, imports and data load per trial) while the
-                # other sweeps fill the other slots
-                # (divided among all the suite's runnable sweeps, finished or not: a rerun searches as the first run)
-                s.item.spec.max_concurrent = max(1, slots // sum(1 for x in states if x.item.spec is not None))
-
-    def work(state: SweepState) -> None:
-        from avbench.search.sweep import sweep
-
-        state.phase, state.t0 = "search", time.time()
-
-        def on_final(_):
-            state.finals += 1
-
-        try:
-            state.summary = sweep(state.item.spec, console=None, live=False, on_final=on_final)
-            state.phase = "done"
-        except BaseException as e:  # one sweep's failure does not stop the others
-            import traceback
-
-            state.traceback = traceback.format_exc()
-            state.phase, state.error = "failed", f"{type(e).__name__}: {e}" if not isinstance(e, AvbenchError) \
-                else str(e)
-        finally:
-            state.t1 = time.time()
-
+    slots = run = None
     view = SuiteView(f"suite {suite.name}", states, console=console, live=live, log_every=log_every)
-    threads = []
     try:
         with view:
             view.tick(force=True)
-            for s in todo:
-                th = threading.Thread(target=work, args=(s,), name=f"sweep {s.item.name}", daemon=True)
-                th.start()
-                threads.append(th)
-            while any(th.is_alive() for th in threads):
-                time.sleep(0.5)
-                view.tick()
+            if todo:
+                _prepare_imports()
+                import ray
+
+                from avbench.search.suite_tune import SuiteRun
+                from avbench.search.tracking import deactivate
+
+                started_ray = not ray.is_initialized()
+                preps, slots, nodes = _start_sweeps(suite, todo, home_path, address, store)
+                if preps:
+                    run = SuiteRun(suite.name, preps, {s.item.name: s for s in todo}, slots, nodes)
+                    _tune(run, home_path, view)
+                    for name in preps:
+                        deactivate(name)
             view.tick(force=True)
     finally:
         if started_ray:
@@ -174,6 +187,7 @@ def run_suite(suite: Suite, home=None, db=None, storage=None, tracking_uri=None,
         "wall_seconds": wall,
         "busy_seconds": busy,
         "slots": slots,
+        "worker_peak_rss_mb": run.worker_peak_rss_mb if run else None,  # the largest of the reused workers
         **board,
     }
 

@@ -98,7 +98,8 @@ def run_trial(config: dict) -> None:
         now = time.perf_counter()
         busy, t = now - t, now
         # train_seconds: this epoch's training + validation over all seeds (for overhead figures)
-        tune.report({OBJECTIVE: best, **report, "train_seconds": busy, "node_id": node})
+        tune.report({OBJECTIVE: best, **report, "train_seconds": busy, "node_id": node,
+                     "peak_rss_mb": peak_rss_mb()})
 
 
 def run_final(ctx: dict, params: dict, seed: int) -> dict:
@@ -123,6 +124,13 @@ def run_final(ctx: dict, params: dict, seed: int) -> dict:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     return r.to_dict()
+
+
+def peak_rss_mb() -> float:
+    """This worker process's peak resident memory so far (MB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def memory_budget(ctx: dict):
