@@ -9,8 +9,10 @@ every final of every sweep. Each sweep keeps what makes it a sweep:
 
 - ``SuiteSearcher`` (a Ray Tune ``Searcher``) holds one Optuna TPE per sweep (Ray
   Tune's ``OptunaSearch``, its study in the sweep's own storage, seeded as a lone
-  sweep's) and hands out trials round-robin over the sweeps (the sweep with fewest
-  trials first), at most ``max_concurrent`` of one sweep at once. When a sweep's
+  sweep's) and hands out trials over the sweeps, at most ``max_concurrent`` of one
+  sweep at once: first one trial of every sweep, then the sweep with the most work
+  left (its trials' training time so far times what remains), so the slowest sweep
+  does not end the suite alone. When a sweep's
   trials have ended, its best configuration's finals (seeds no trial used) become
   trials of the same experiment, run before further search trials so finished work
   reaches the store early; each final is logged and stored by the driver when it ends.
@@ -118,7 +120,7 @@ class SuiteSearcher(Searcher):
             "phase": "search", "suggested": len(ended), "live": set(), "ended": len(ended),
             "best": None if best is None else (float(best.value), dict(best.params), None),
             "finals_todo": [], "finals_live": {}, "t_search": time.time(), "search_s": 0.0, "t_final": None,
-            "nodes": set(),
+            "nodes": set(), "busy": {}, "durations": [],  # per trial: training seconds so far; of ended trials
             "optuna": OptunaSearch(space=OptunaSearch.convert_search_space(tune_space(prep.space)), metric=OBJECTIVE,
                                    mode="max", study_name=name, storage=storage, seed=prep.spec.sampler_seed),
         }
@@ -127,6 +129,15 @@ class SuiteSearcher(Searcher):
 
     def _limit(self, name: str) -> int:
         return _RUNS[self.suite].preps[name].max_concurrent
+
+    def _work_left(self, name: str) -> float:
+        """Seconds of work the sweep still has, from its ended trials' training time (a final trains two
+        stages of the search seeds' one); unknown (infinite) before one of its trials ended."""
+        p, spec = self.sweeps[name], _RUNS[self.suite].preps[name].spec
+        if not p["durations"]:
+            return float("inf")
+        trial = sum(p["durations"]) / len(p["durations"])
+        return trial * (spec.trials - p["suggested"] + 2 * spec.seeds / spec.search_seeds)
 
     def suggest(self, trial_id: str):
         run = _RUNS[self.suite]
@@ -144,7 +155,10 @@ class SuiteSearcher(Searcher):
         ready = [n for n in run.order if progress[n]["phase"] == "search"
                  and progress[n]["suggested"] < run.preps[n].spec.trials and len(progress[n]["live"]) < self._limit(n)]
         if ready:
-            name = min(ready, key=lambda n: progress[n]["suggested"])  # round-robin: every sweep moves on
+            # the sweep with the most work left first (so the slowest sweep does not end the suite alone),
+            # sweeps with no trial ended yet before any other (their work is not known), then the one with
+            # fewest trials: a sweep's own trials follow each other whatever the order, so it changes no result
+            name = max(ready, key=lambda n: (self._work_left(n), -progress[n]["suggested"]))
             p = progress[name]
             params = p["optuna"].suggest(trial_id)
             p["suggested"] += 1
@@ -165,6 +179,7 @@ class SuiteSearcher(Searcher):
         p["optuna"].on_trial_result(trial_id, result)
         prep = run.preps[name]
         prep.busy += float(result.get("train_seconds") or 0.0)
+        p["busy"][trial_id] = p["busy"].get(trial_id, 0.0) + float(result.get("train_seconds") or 0.0)
         if result.get("node_id"):
             p["nodes"].add(result["node_id"])
         value = result.get(OBJECTIVE)
@@ -179,6 +194,8 @@ class SuiteSearcher(Searcher):
         if seed is None:
             p["optuna"].on_trial_complete(trial_id, result, error)
             p["live"].discard(trial_id)
+            if trial_id in p["busy"]:
+                p["durations"].append(p["busy"].pop(trial_id))
             p["ended"] += 1
             self._search_ended(name)
             return
