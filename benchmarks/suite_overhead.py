@@ -16,7 +16,8 @@ MLflow, Optuna and the store included), and prints one JSON line:
   trials and finals spend in training and validation (measured inside them); idle
   slots, process and Ray start, imports, data loading, MLflow/Optuna/store work count
   as overhead (target <= 5 %);
-- ``peak_rss_mb`` of the suite command (its own process; Ray's workers are others).
+- ``peak_rss_mb`` of the suite command (its own process), ``worker_peak_rss_mb`` the largest
+  peak of its Ray workers (each runs many sweeps' trials and finals).
 
 Measured on a quiet 2-core machine: the whole synthetic suite (34 sweeps, 2 skipped) 644 s
 against 1081 s as 34 commands (ratio 0.60), overhead 16 % (22 % before idle Ray workers were
@@ -103,6 +104,8 @@ def main() -> None:
             "busy_s": round(s["busy_seconds"], 1),
             "overhead_share": round(1 - s["busy_seconds"] / (wall * s["slots"]), 4),
             "peak_rss_mb": round(peak, 1),
+            # the largest peak RSS of the suite's reused Ray workers, as they reported it
+            "worker_peak_rss_mb": round(s["worker_peak_rss_mb"], 1) if s.get("worker_peak_rss_mb") else None,
         }
         print(json.dumps(out), file=sys.stderr, flush=True)  # the suite's figures, before the long sequential part
         if not args.no_sequential:
