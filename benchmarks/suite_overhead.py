@@ -19,16 +19,17 @@ MLflow, Optuna and the store included), and prints one JSON line:
 - ``peak_rss_mb`` of the suite command (its own process), ``worker_peak_rss_mb`` the largest
   peak of its Ray workers (each runs many sweeps' trials and finals).
 
-Measured on a quiet 2-core machine: the whole synthetic suite (34 sweeps, 2 skipped) 644 s
-against 1081 s as 34 commands (ratio 0.60), overhead 16 % (22 % before idle Ray workers were
-kept for the finals, see ``search/cluster.LOCAL_RAY_CONFIG``); earlier, ``--methods
-avca,cjme,ale,devise --datasets synthetic``: 64 s against 110 s (0.58), overhead 40 % at the
-demo's budgets and 12 % with ``--epochs 6 --batches 60``. The overhead target (<= 5 %) is
-missed: each sweep starts a Ray Tune actor process (a spawn gap of about 2 s, then about
-2.6 s of imports and data in its first trial; about 8 % of the suite's slot time, from
-``ray.timeline()``), the command's own start (imports, Ray, MLflow) is about 14 s, and the
-driver's 34 Tune controllers use about 4 % of the CPU, against trials of a few seconds at
-the demo's budgets.
+Measured (2-core machine, ``--no-sequential``): the whole synthetic suite (34 sweeps, 2
+skipped), back to back while another process kept about one core busy, took 956 s as one Ray
+Tune experiment (``search.suite_tune``; busy 1520 s, overhead 20 %) against 1207 s with the
+earlier runner, one experiment and worker process per sweep (busy 2058 s, overhead 15 %):
+the same trials, 21 % less wall time. The overhead share is not comparable between the two
+under load: the earlier runner's process starts (imports, data) ran beside other trials and
+slowed them, which counts as their training time. On a quiet machine the earlier runner took
+644 s against 1081 s as 34 commands (ratio 0.60), overhead 16 %. The overhead target
+(<= 5 %) is still missed at the demo's budgets (trials of a few seconds): the command's start
+(imports, Ray, MLflow; about 11 s before the first trial) and the driver's MLflow, Optuna and
+Tune work per trial (about 0.2 CPU s, on the same 2 cores) remain.
 
 Usage: python benchmarks/suite_overhead.py [--suite synthetic] [--methods avca,cjme] [--datasets synthetic]
        [--trials N] [--seeds S] [--epochs E] [--batches B] [--no-sequential]
