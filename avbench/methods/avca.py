@@ -61,7 +61,7 @@ from torch import nn
 from avbench.methods import register
 from avbench.errors import ConfigError
 from avbench.methods.base import Batch, Dims, Method, Reference, adam, feature_family
-from avbench.methods.layers import Dropout, EmbeddingNet
+from avbench.methods.layers import Dropout, EmbeddingNet, rows
 
 
 class CrossAttention(nn.Module):
@@ -211,8 +211,9 @@ class AVCA(Method):
         """(φa, φv, θa, θv) for a batch of videos."""
         phi_a, phi_v = self.A_enc(a), self.V_enc(v)
         h = self.cross_attention(torch.stack((phi_a + self.pos_emb[0], phi_v + self.pos_emb[1]), dim=1))
-        theta_a = self.A_proj(phi_a + h[:, 0])
-        theta_v = self.V_proj(phi_v + h[:, 1])
+        h_a, h_v = h.unbind(1)  # one backward (a stack) instead of two zero-filled [B, 2, k] select grads and their sum
+        theta_a = self.A_proj(phi_a + h_a)
+        theta_v = self.V_proj(phi_v + h_v)
         return phi_a, phi_v, theta_a, theta_v
 
     def optimizer(self) -> torch.optim.Optimizer:
@@ -233,7 +234,7 @@ class AVCA(Method):
         phi_a, phi_v, theta_a, theta_v = self.encode_av(batch.audio, batch.video)
         if nb is None and public:  # positives, then negatives (AVCA.forward L209-241)
             _, _, theta_a_n, theta_v_n = self.encode_av(batch.neg_audio, batch.neg_video)
-        w = batch.text[batch.label]
+        w = batch.text.index_select(0, batch.label)
         if public:
             theta_w = self.W_proj.forward_gathered(batch.text, batch.label)
             theta_w_n = self.W_proj.forward_gathered(batch.text, batch.neg_label)
@@ -254,8 +255,8 @@ class AVCA(Method):
             rho_a, rho_v = self.D(theta_a), self.D(theta_v)
             if nb is None:
                 rho_a_n, rho_v_n = self.D(theta_a_n), self.D(theta_v_n)
-            else:  # negatives are rows of the batch: reuse their forward pass
-                theta_a_n, theta_v_n, rho_a_n, rho_v_n = theta_a[nb], theta_v[nb], rho_a[nb], rho_v[nb]
+            else:  # negatives are rows of the batch: reuse their forward pass (x[nb], see layers.rows)
+                theta_a_n, theta_v_n, rho_a_n, rho_v_n = (rows(x, nb) for x in (theta_a, theta_v, rho_a, rho_v))
         if not public:
             phi_a_rec, phi_v_rec = self.A_rec(theta_a), self.V_rec(theta_v)
 

@@ -2,8 +2,25 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
+
+
+def rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x[index]`` for a 1-D long ``index``: the same rows, through ``index_select``.
+
+    On the CPU advanced indexing and its backward (``index_put_`` with accumulation)
+    are slow for a few hundred rows, and with several threads (outside deterministic
+    mode) that backward adds repeated rows with atomics in a thread-scheduled order, so
+    two runs differ. ``index_select``'s backward (``index_add_``) adds the rows serially
+    in index order, as one-thread and deterministic-mode ``index_put_`` do: the same
+    numbers bit for bit, and the same at two threads whether or not deterministic mode
+    is on. 256 rows of 300 on a 2-core CPU, one thread: gather 92 -> 16 us, backward
+    112 -> 37 us; an AVCA step (6 gathers) about 3 % faster at two threads.
+    """
+    return x.index_select(0, index)
 
 
 class Dropout(nn.Module):
@@ -76,5 +93,7 @@ class EmbeddingNet(nn.Module):
     def forward_gathered(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """``forward(x[index])`` for a one-layer net, with the Linear run once per row of ``x``
         (a few dozen class embeddings instead of every batch row); BatchNorm still sees the rows."""
-        first, rest = self.net[0], self.net[1:]
-        return rest(first(x)[index])
+        x = rows(self.net[0](x), index)
+        for layer in itertools.islice(self.net, 1, None):  # not self.net[1:]: a new Sequential per call
+            x = layer(x)
+        return x
