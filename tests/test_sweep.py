@@ -72,8 +72,10 @@ SEARCH_SEEDS, FINAL_SEEDS = [0, 1], [2, 3, 4]
 
 
 def _cmd(home, trials=3, seeds=3, extra=()):
+    # 30 batches: a trial must outlast the 2 s the story waits after trial 0 before its kill, or trial 2's better
+    # lr can already be the best at the kill (seen once with 10 batches on a quiet machine)
     return [sys.executable, "-m", "avbench.cli", "sweep", "--method", "avca", "--dataset", "synthetic",
-            "--trials", str(trials), "--seeds", str(seeds), "--epochs", "2", "--batches-per-epoch", "10",
+            "--trials", str(trials), "--seeds", str(seeds), "--epochs", "2", "--batches-per-epoch", "30",
             "--set", "batch_size=64", "--home", str(home), "--json", "--quiet", *extra]
 
 
