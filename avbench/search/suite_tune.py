@@ -73,6 +73,7 @@ class SuiteRun:
     def __init__(self, suite: str, preps: dict, states: dict, slots: int, nodes: list):
         self.suite, self.preps, self.states, self.slots, self.nodes = suite, preps, states, slots, nodes
         self.order = list(preps)
+        self.experiment = "<home>/sweeps/<suite>.suite"  # the Ray Tune experiment's folder, set when it starts
         self.worker_peak_rss_mb = 0.0  # the largest peak RSS a worker reported (workers are reused)
 
     def done(self, name: str, summary: dict) -> None:
@@ -204,7 +205,7 @@ class SuiteSearcher(Searcher):
             return
         if error or not result or "final" not in result:
             p["phase"] = "failed"
-            run.failed(name, f"sweep {name}: the final on seed {seed} failed (see the suite's Ray Tune experiment)")
+            run.failed(name, f"sweep {name}: the final on seed {seed} failed (see {run.experiment})")
             return
         try:
             rec = run.preps[name].record_final(seed, json.loads(result["final"]))
@@ -226,7 +227,7 @@ class SuiteSearcher(Searcher):
         p["search_s"] = time.time() - p["t_search"]
         if p["best"] is None:
             p["phase"] = "failed"
-            run.failed(name, f"sweep {name}: no trial finished (see the suite's Ray Tune experiment)")
+            run.failed(name, f"sweep {name}: no trial finished (see {run.experiment})")
             return
         value, params, trial = p["best"]
         try:
@@ -365,6 +366,7 @@ def tune_suite(run: SuiteRun, storage_path: str, experiment: str, resources: dic
     from avbench.search.sweep import TUNE_CONFIG
 
     _RUNS[run.suite] = run
+    run.experiment = f"{storage_path}/{experiment}"
     try:
         tuner = tune.Tuner(
             tune.with_resources(run_suite_trial, resources),
