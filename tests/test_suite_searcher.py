@@ -46,9 +46,13 @@ def _final(prep, seed, params):
     return {"final": __import__("json").dumps(res.to_dict())}
 
 
-def _drive(run, searcher, stop_after=None):
+def _drive(run, searcher, stop_after=None, reports=None):
     """Ask for trials until the searcher is finished, ending each at once (search trials in the order they were
-    handed out, with values 1, 2, 3, ...); returns the (sweep, final seed) of each trial handed out."""
+    handed out, with values 1, 2, 3, ...; ``reports(n)`` gives the n-th one's reports instead); returns the
+    (sweep, final seed) of each trial handed out.
+
+    As Ray Tune does (tune_controller ``_process_trial_result``): every report but the last goes to
+    ``on_trial_result``; the last, on which the trial's ASHA says STOP, only to ``on_trial_complete``."""
     handed, live, n = [], [], 0
     while True:
         while True:
@@ -71,9 +75,10 @@ def _drive(run, searcher, stop_after=None):
             searcher.on_trial_complete(tid, _final(prep, ctx["final_seed"], prep.best["params"]))
         else:
             n += 1
-            result = {OBJECTIVE: float(n), "training_iteration": 1, "train_seconds": 0.5}
-            searcher.on_trial_result(tid, result)
-            searcher.on_trial_complete(tid, result)
+            results = reports(n) if reports else [{OBJECTIVE: float(n), "training_iteration": 1, "train_seconds": 0.5}]
+            for result in results[:-1]:
+                searcher.on_trial_result(tid, result)
+            searcher.on_trial_complete(tid, results[-1])
 
 
 def test_sweeps_take_turns_and_finals_follow_each_sweeps_search(tmp_path):
@@ -113,3 +118,25 @@ def test_a_rerun_continues_from_the_studies_and_the_store(tmp_path):
         assert len(trials) == 3 - ended_before[name]  # trials still running at the interruption run again
         assert run.preps[name].resumed == bool(ended_before[name])
         assert run.states[name].summary["trials"] == 3
+
+
+def test_a_trials_last_report_counts_towards_the_best_and_the_busy_time(tmp_path):
+    """The report on which ASHA stops a trial (its last epoch) reaches the searcher only through
+    on_trial_complete: the best configuration and the training seconds must count it."""
+    def reports(n):  # earlier trials lead after epoch 1; the later a trial, the better its last epoch
+        return [{OBJECTIVE: 50.0 - n, "training_iteration": 1, "train_seconds": 1.0},
+                {OBJECTIVE: 60.0 + n, "training_iteration": 2, "train_seconds": 2.0}]
+
+    run, searcher = _suite(tmp_path)
+    try:
+        handed, last = _drive(run, searcher, reports=reports)
+    finally:
+        _RUNS.pop("s", None)
+    assert last == Searcher.FINISHED
+    search = [(i, sweep) for i, (sweep, seed) in enumerate(handed) if seed is None]
+    for name in ("s.avca", "s.ale"):
+        s = run.states[name].summary
+        # the trials were ended in the order handed out; n = that order + 1 (finals are not numbered)
+        last_n = max(k + 1 for k, (_, sweep) in enumerate(search) if sweep == name)
+        assert s["best_val_hm"] == 60.0 + last_n  # not the best value of an earlier epoch (50 - 1)
+        assert s["busy_seconds"] == pytest.approx(3 * 3.0 + 2 * 1.0)  # 3 trials of 1 + 2 s, 2 finals of 1 s

@@ -122,6 +122,7 @@ class SuiteSearcher(Searcher):
             "best": None if best is None else (float(best.value), dict(best.params), None),
             "finals_todo": [], "finals_live": {}, "t_search": time.time(), "search_s": 0.0, "t_final": None,
             "nodes": set(), "busy": {}, "durations": [],  # per trial: training seconds so far; of ended trials
+            "seen": {},  # per live trial: the training_iteration of its last report counted
             "optuna": OptunaSearch(space=OptunaSearch.convert_search_space(tune_space(prep.space)), metric=OBJECTIVE,
                                    mode="max", study_name=name, storage=storage, seed=prep.spec.sampler_seed),
         }
@@ -176,9 +177,18 @@ class SuiteSearcher(Searcher):
         run.worker_peak_rss_mb = max(run.worker_peak_rss_mb, float(result.get("peak_rss_mb") or 0.0))
         if name is None or seed is not None:
             return
-        p = self.sweeps[name]
-        p["optuna"].on_trial_result(trial_id, result)
-        prep = run.preps[name]
+        self.sweeps[name]["optuna"].on_trial_result(trial_id, result)
+        self._account(name, trial_id, result, params)
+
+    def _account(self, name: str, trial_id: str, result: dict, params: dict) -> None:
+        """A search trial's report towards its sweep: training seconds, nodes, best value so far. Each report
+        once: Ray Tune passes a report whose scheduler decision is STOP (ASHA at a rung or at the last
+        epoch) only to ``on_trial_complete`` (tune_controller ``_process_trial_result``), which counts it here."""
+        p, prep = self.sweeps[name], _RUNS[self.suite].preps[name]
+        it = result.get("training_iteration")
+        if it is not None and p["seen"].get(trial_id) == it:
+            return
+        p["seen"][trial_id] = it
         prep.busy += float(result.get("train_seconds") or 0.0)
         p["busy"][trial_id] = p["busy"].get(trial_id, 0.0) + float(result.get("train_seconds") or 0.0)
         if result.get("node_id"):
@@ -188,11 +198,14 @@ class SuiteSearcher(Searcher):
             p["best"] = (float(value), dict(params), trial_id)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        name, seed, _ = self.trials.get(trial_id, (None, None, None))
+        name, seed, params = self.trials.get(trial_id, (None, None, None))
         if name is None:
             return
         p, run = self.sweeps[name], _RUNS[self.suite]
         if seed is None:
+            if result and not error:
+                self._account(name, trial_id, result, params)  # its last report, when the scheduler stopped it
+            p["seen"].pop(trial_id, None)
             p["optuna"].on_trial_complete(trial_id, result, error)
             p["live"].discard(trial_id)
             if trial_id in p["busy"]:
