@@ -24,12 +24,32 @@ from avbench.errors import ConfigError
 OBJECTIVE = "best_val_hm"
 
 
+def release_memory() -> None:
+    """Return the C heap's free memory to the system (glibc ``malloc_trim``; nothing elsewhere).
+
+    A reused worker runs trial after trial of different methods, each in a new thread (Ray Tune's
+    function trainable), and glibc keeps what they freed: on the synthetic demo suite (one dataset,
+    11 methods) a worker's resident memory grew from 0.4 to 2.2 GB over 30 trials and finals; with
+    this call before each it stayed under 0.95 GB, at no measurable cost in time."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (e.g. musl)
+        pass
+
+
 def worker_benchmark(ctx: dict):
-    """In a Ray worker: the run's thread count, and the dataset as this node has it (fingerprint checked)."""
+    """In a Ray worker: the run's thread count, and the dataset as this node has it (fingerprint checked).
+    Called as every trial and final starts; it first returns the previous ones' freed memory."""
     import torch
 
     from avbench.search.cluster import node_benchmark
 
+    release_memory()
     torch.set_num_threads(max(1, int(ctx["threads"])))
     bench, _ = node_benchmark(ctx["dataset"], ctx["home"])
     if bench.fingerprint != ctx["fingerprint"]:
