@@ -19,17 +19,15 @@ MLflow, Optuna and the store included), and prints one JSON line:
 - ``peak_rss_mb`` of the suite command (its own process), ``worker_peak_rss_mb`` the largest
   peak of its Ray workers (each runs many sweeps' trials and finals).
 
-Measured (2-core machine, ``--no-sequential``): the whole synthetic suite (34 sweeps, 2
-skipped), back to back while another process kept about one core busy, took 956 s as one Ray
-Tune experiment (``search.suite_tune``; busy 1520 s, overhead 20 %) against 1207 s with the
-earlier runner, one experiment and worker process per sweep (busy 2058 s, overhead 15 %):
-the same trials, 21 % less wall time. The overhead share is not comparable between the two
-under load: the earlier runner's process starts (imports, data) ran beside other trials and
-slowed them, which counts as their training time. On a quiet machine the earlier runner took
-644 s against 1081 s as 34 commands (ratio 0.60), overhead 16 %. The overhead target
-(<= 5 %) is still missed at the demo's budgets (trials of a few seconds): the command's start
-(imports, Ray, MLflow; about 11 s before the first trial) and the driver's MLflow, Optuna and
-Tune work per trial (about 0.2 CPU s, on the same 2 cores) remain.
+Measured (2-core AMD EPYC machine, quiet, commit c50f75d): the whole synthetic suite (34
+sweeps, 2 skipped) took 842.8 s as one Ray Tune experiment against 1765.1 s as 34 commands
+(ratio 0.48); busy 1602 s, overhead 4.95 % (an earlier run without the workers' malloc_trim:
+857.7 s, 4.8 %). The suite command's peak RSS was 821 MB, its reused workers' largest peak
+3268 MB (4342 MB before malloc_trim). What the overhead still holds: the command's start
+(about 14 s before the first trial: imports, Ray's own start about 6.5 s, MLflow), a trial's
+report waiting for the driver (about 30 ms each), the switch between two trials on a worker
+(0.01-0.2 s) and the suite's end (leaderboard, Ray shutdown). Figures from before 5a209a2
+undercounted busy: a trial's last report, on which ASHA stops it, was not counted.
 
 Usage: python benchmarks/suite_overhead.py [--suite synthetic] [--methods avca,cjme] [--datasets synthetic]
        [--trials N] [--seeds S] [--epochs E] [--batches B] [--no-sequential]
