@@ -58,6 +58,7 @@ from torch import nn
 from avbench.methods import register
 from avbench.methods._linear import avca_code_reference
 from avbench.methods.base import Batch, Dims, Method, Reference, feature_family
+from avbench.methods.layers import rows
 
 
 @register("apn")
@@ -98,7 +99,7 @@ class APN(Method):
         k = self.W_ale.shape[0]
         attr = x @ torch.cat((self.W_ale, self.prototypes)).T  # both heads in one matmul
         attr_ale, attr_proto = attr[:, :k], attr[:, k:]
-        target = batch.text[batch.label]
+        target = rows(batch.text, batch.label)
 
         def xe(a):
             scores = a @ batch.text.T

@@ -62,7 +62,7 @@ from torch import nn
 
 from avbench.methods import register
 from avbench.methods.base import Batch, Dims, Method, Reference
-from avbench.methods.layers import Dropout
+from avbench.methods.layers import Dropout, gathered, rows
 
 
 def embedding_net(d_in: int, hidden: int, d_out: int, dropout: float, bn: bool) -> nn.Sequential:
@@ -72,11 +72,6 @@ def embedding_net(d_in: int, hidden: int, d_out: int, dropout: float, bn: bool) 
         layers.append(nn.BatchNorm1d(hidden))
     layers += [nn.ReLU(), Dropout(dropout), nn.Linear(hidden, d_out)]
     return nn.Sequential(*layers)
-
-
-def gathered(net: nn.Sequential, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``net(x[index])`` with the first Linear run once per row of ``x``."""
-    return net[1:](net[0](x)[index])
 
 
 @register("avgzslnet")
@@ -150,13 +145,13 @@ class AVGZSLNet(Method):
             a_n, v_n = self.F_A(batch.neg_audio), self.F_V(batch.neg_video)
             t_n = gathered(self.F_T, batch.text, batch.neg_label)
         else:
-            a_n, v_n, t_n = a[nb], v[nb], t[nb]
+            a_n, v_n, t_n = rows(a, nb), rows(v, nb), rows(t, nb)
         x_a, x_v, x_t = self.decode(a), self.decode(v), self.decode(t)
         if nb is None:
             x_a_n, x_v_n = self.decode(a_n), self.decode(v_n)
         else:
-            x_a_n, x_v_n = x_a[nb], x_v[nb]
-        w = batch.text[batch.label]
+            x_a_n, x_v_n = rows(x_a, nb), rows(x_v, nb)
+        w = rows(batch.text, batch.label)
 
         l_rec = dist(x_t, w) + dist(x_a, w) + dist(x_v, w)
         l_cmd = l_rec + T(x_t, x_a, x_a_n) + T(x_t, x_v, x_v_n)

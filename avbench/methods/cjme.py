@@ -79,7 +79,7 @@ from torch import nn
 from avbench.errors import ConfigError
 from avbench.methods import register
 from avbench.methods.base import Batch, Dims, Method, Reference
-from avbench.methods.layers import Dropout
+from avbench.methods.layers import Dropout, gathered, rows
 
 
 def embedding_net(d_in: int, hidden: int, d_out: int, dropout: float, bn: bool) -> nn.Sequential:
@@ -89,11 +89,6 @@ def embedding_net(d_in: int, hidden: int, d_out: int, dropout: float, bn: bool) 
         layers.append(nn.BatchNorm1d(hidden))
     layers += [nn.ReLU(), Dropout(dropout), nn.Linear(hidden, d_out), nn.ReLU()]
     return nn.Sequential(*layers)
-
-
-def gathered(net: nn.Sequential, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``net(x[index])`` with the first Linear run once per row of ``x``."""
-    return net[1:](net[0](x)[index])
 
 
 def attention_target(h_audio: torch.Tensor, h_video: torch.Tensor, margin: float) -> torch.Tensor:
@@ -192,7 +187,7 @@ class CJME(Method):
         if nb is None:  # negatives after the positives, as the public code
             a_n, v_n = self.f_a(batch.neg_audio), self.f_v(batch.neg_video)
         else:
-            a_n, v_n = a[nb], v[nb]
+            a_n, v_n = rows(a, nb), rows(v, nb)
         if self.config["bn_passes"]:
             with torch.no_grad():  # t⁻ = f_t(t_y⁻): no loss uses it; a BatchNorm update (TripletNet.forward)
                 gathered(self.f_t, batch.text, batch.neg_label)

@@ -101,7 +101,7 @@ import torch.nn.functional as F
 from avbench.errors import ConfigError
 from avbench.methods import register
 from avbench.methods.base import Batch, Dims, Method, Reference, adam
-from avbench.methods.layers import EmbeddingNet
+from avbench.methods.layers import EmbeddingNet, rows
 
 
 @register("clipclap")
@@ -239,7 +239,7 @@ class ClipClap(Method):
         # W_enc's Linear once per class; BN/ReLU/dropout on the per-row batch, then on the class rows
         first, rest = self.W_enc.net[0], self.W_enc.net[1:]
         lin = first(batch.text[:, self.text_cols])
-        w = rest(lin[batch.label])
+        w = rest(rows(lin, batch.label))
         theta_w = self.W_proj(w)
         rho_w = self.D_w(theta_w)
 

@@ -121,6 +121,7 @@ from torch import nn
 from avbench.errors import ConfigError
 from avbench.methods import register
 from avbench.methods.base import Batch, Dims, Method, TrainData
+from avbench.methods.layers import rows
 
 
 # ---------------------------------------------------------------------------
@@ -312,7 +313,7 @@ class FVAEGAN(Method):
         for g in self._opt_d.param_groups:  # the critics follow the protocol's learning rate
             g["lr"] = self._opt_g.param_groups[0]["lr"]
         x = av_features(batch.audio, batch.video)
-        t = batch.text[batch.label]
+        t = rows(batch.text, batch.label)
         noise = torch.randn(x.shape[0], self.latent, device=x.device, dtype=x.dtype)
         parts = self._critic_step(x, t, noise)
         step, self._step = self._step, self._step + 1

@@ -23,6 +23,16 @@ def rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return x.index_select(0, index)
 
 
+def gathered(net: nn.Sequential, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``net(x[index])`` with the first layer (a Linear) run once per row of ``x``: for class
+    embeddings, a few dozen rows instead of one per batch row. The later layers (BatchNorm
+    among them) still see the gathered batch."""
+    x = rows(net[0](x), index)
+    for layer in itertools.islice(net, 1, None):  # not net[1:]: a new Sequential per call
+        x = layer(x)
+    return x
+
+
 class Dropout(nn.Module):
     """Inverted dropout, the semantics of ``nn.Dropout`` with ``p`` on a 2⁻¹⁵ grid, cheaper on CPU.
 
@@ -93,7 +103,4 @@ class EmbeddingNet(nn.Module):
     def forward_gathered(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """``forward(x[index])`` for a one-layer net, with the Linear run once per row of ``x``
         (a few dozen class embeddings instead of every batch row); BatchNorm still sees the rows."""
-        x = rows(self.net[0](x), index)
-        for layer in itertools.islice(self.net, 1, None):  # not self.net[1:]: a new Sequential per call
-            x = layer(x)
-        return x
+        return gathered(self.net, x, index)

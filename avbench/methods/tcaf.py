@@ -144,7 +144,7 @@ from torch import nn
 from avbench.errors import ConfigError
 from avbench.methods import register
 from avbench.methods.base import Batch, Dims, Method, Reference, adam, feature_family
-from avbench.methods.layers import Dropout, EmbeddingNet
+from avbench.methods.layers import Dropout, EmbeddingNet, rows
 
 
 class TokenEmbedding(nn.Module):
@@ -455,7 +455,7 @@ class TCAF(Method):
         theta_o = self.embed_video(audio, video, a_len, v_len)
         if self.bn_passes:
             self._last_inputs = (audio, video, a_len, v_len)
-        w = batch.text[batch.label]
+        w = rows(batch.text, batch.label)
         theta_w = self.W_proj.forward_gathered(batch.text, batch.label)
         parts: dict[str, torch.Tensor] = {}
         total = theta_o.new_zeros(())

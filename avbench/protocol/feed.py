@@ -119,7 +119,7 @@ class Features:
         if self.resident:
             if self.ragged:
                 return self._pad_on_device(idx)
-            x = self.t[idx]
+            x = self.t.index_select(0, idx)  # x[idx]; index_select is several times faster on the CPU
             return (x if x.dtype == torch.float32 else x.float()), None
         return self._to_device(*self.read(idx.cpu().numpy()))
 

@@ -195,14 +195,14 @@ def select(history: list[EpochRecord], rule: str = "first-best") -> EpochRecord:
 def make_deterministic(threads: int, device: torch.device) -> None:
     """Same seed, same numbers: ``threads`` torch CPU threads and torch's deterministic algorithms.
 
-    On the CPU the one operation of avbench's methods found to reduce in a
-    thread-scheduled order is the backward of row gathers with repeated rows
-    by advanced indexing (``index_put_`` with accumulation, e.g. in-batch negatives
-    ``x[neg_index]`` in CJME and AVGZSLNet): with 2 threads two runs differed from the
-    first step. Deterministic mode makes it sort-based, so a run is bit-identical at a
-    given thread count. (AVCA gathers through ``index_select``, whose backward adds rows
-    in index order: ``methods.layers.rows``.) Across
-    thread counts floating-point reductions (matrix products, norms, BatchNorm
+    On the CPU the one operation found to reduce in a thread-scheduled order is the
+    backward of row gathers with repeated rows by advanced indexing (``index_put_``
+    with accumulation, e.g. in-batch negatives ``x[neg_index]``): with 2 threads two
+    runs differed from the first step. Deterministic mode makes it sort-based, so a
+    run is bit-identical at a given thread count. The methods' row gathers that carry
+    gradients go through ``index_select`` (``methods.layers.rows``), whose backward
+    adds rows in index order: the same numbers with or without deterministic mode.
+    Across thread counts floating-point reductions (matrix products, norms, BatchNorm
     statistics) are split differently and results differ in the last bits, growing
     over training; that is why the thread count is a run setting (``threads``, default
     1) recorded in the configuration. On CUDA the deterministic mode warns instead of
