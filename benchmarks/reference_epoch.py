@@ -7,11 +7,15 @@ classes, 3174 training videos, 512-d audio and video), with the flags of its
 ``run_scripts/UCF-GZSL/avca.sh`` (main features) on the CPU. Its ``train_step`` and
 ``val_step`` are timed from outside (wrapped, not edited). Then
 ``benchmarks/epoch_speed.py`` times avbench's AVCA epoch and validation pass on the
-same sizes, and one JSON line gives both and their ratio:
+same sizes, once before the reference run and once after it: their mean is compared, so
+a shared machine whose speed drifts during the run biases the ratio less (both runs are
+in the output; far apart, the machine was not steady). One JSON line gives the figures
+and their ratio:
 
     {"reference_train_s": ..., "reference_val_s": ..., "avbench_epoch_s": ..., "avbench_val_s": ...,
+     "avbench_epoch_s_runs": [before, after],
      "speedup": (reference train + val) / (avbench epoch + val), "speedup_train": ...,
-     "reference_peak_rss_mb": ..., "avbench_peak_rss_mb": ...}
+     "reference_peak_rss_mb": ..., "avbench_peak_rss_mb": ..., "cpu": ...}
 
 Two shims let the 2022 code run on a current torch, applied when it is imported:
 a placeholder ``torchvision`` module (imported by its ``src/model.py`` for other
@@ -27,7 +31,7 @@ import argparse
 import json
 import os
 import re
-import resource
+import platform
 import shutil
 import subprocess
 import sys
@@ -35,7 +39,7 @@ import tempfile
 from pathlib import Path
 
 SHIM = r"""
-import os, runpy, sys, time, types
+import os, resource, runpy, sys, time, types
 sys.path.insert(0, os.getcwd())
 tv = types.ModuleType("torchvision"); tv.models = types.ModuleType("torchvision.models")
 sys.modules["torchvision"] = tv; sys.modules["torchvision.models"] = tv.models
@@ -52,7 +56,11 @@ def _timed(f, name):
     return g
 T.train_step, T.val_step = _timed(T.train_step, "train"), _timed(T.val_step, "val")
 sys.argv = ["main.py"] + sys.argv[1:]
-runpy.run_path("main.py", run_name="__main__")
+try:
+    runpy.run_path("main.py", run_name="__main__")
+finally:  # the peak of this process and of its DataLoader workers, the largest of them
+    kb = max(resource.getrusage(w).ru_maxrss for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    print(f"AVBENCH_PEAK_KB {kb}", flush=True)
 """
 
 # run_scripts/UCF-GZSL/avca.sh, first stage, main features (epochs 1, on the CPU)
@@ -61,6 +69,24 @@ FLAGS = ("--feature_extraction_method main_features --input_size_audio 512 --inp
          "--embeddings_hidden_size 512 --decoder_hidden_size 512 --embedding_dropout 0.2 --decoder_dropout 0.3 "
          "--additional_dropout 0.5 --depth_transformer 1 --additional_triplets_loss --first_additional_triplet 1 "
          "--second_additional_triplet 1 --momentum 0.1 --reg_loss --device cpu")
+
+
+def avbench_epoch(batches: int) -> dict:
+    """``benchmarks/epoch_speed.py`` in a child process: its JSON line."""
+    run = subprocess.run([sys.executable, str(Path(__file__).with_name("epoch_speed.py")), "--device", "cpu",
+                          "--batches", str(batches)], capture_output=True, text=True, check=True)
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; the platform's processor string elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def main() -> None:
@@ -74,6 +100,7 @@ def main() -> None:
 
     from avbench.data.synthetic import SyntheticSpec, write_avca_layout
 
+    before = avbench_epoch(args.batches)  # avbench before and after the reference: see the docstring
     spec = SyntheticSpec(n_seen=30, n_val_unseen=12, n_test_unseen=9, train_per_class=106, val_seen_per_class=12,
                          val_unseen_per_class=122)
     # the reference caches parsed features here and never invalidates them: remove what this run made
@@ -89,21 +116,24 @@ def main() -> None:
         shutil.rmtree(code / "runs" / f"avbench-speed-{os.getpid()}", ignore_errors=True)
         if not cache_existed:
             shutil.rmtree(cache, ignore_errors=True)
-    ref_peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the reference run's (only child yet)
+    peak = re.search(r"AVBENCH_PEAK_KB (\d+)", run.stdout)
+    ref_peak_mb = round(int(peak.group(1)) / 1024, 1) if peak else None
     times = dict(re.findall(r"AVBENCH_TIME (\w+) ([0-9.]+)", run.stdout + run.stderr))
     if run.returncode != 0 or not {"train", "val"} <= set(times):
         tail = (run.stderr or run.stdout).strip().splitlines()[-1:] or ["no output"]
         sys.exit(f"the reference code failed (exit {run.returncode}): {tail[0]}")
-    ours = subprocess.run([sys.executable, str(Path(__file__).with_name("epoch_speed.py")), "--device", "cpu",
-                           "--batches", str(args.batches)], capture_output=True, text=True, check=True)
-    plat = json.loads(ours.stdout.strip().splitlines()[-1])
+    after = avbench_epoch(args.batches)
+    epoch_s = (before["epoch_s"] + after["epoch_s"]) / 2
+    val_s = (before["val_s"] + after["val_s"]) / 2
     ref_train, ref_val = float(times["train"]) * 500 / args.batches, float(times["val"])
     print(json.dumps({
         "reference_train_s": round(ref_train, 2), "reference_val_s": round(ref_val, 2),
-        "avbench_epoch_s": plat["epoch_s"], "avbench_val_s": plat["val_s"], "threads": plat["threads"],
-        "speedup": round((ref_train + ref_val) / (plat["epoch_s"] + plat["val_s"]), 2),
-        "speedup_train": round(ref_train / plat["epoch_s"], 2),
-        "reference_peak_rss_mb": round(ref_peak_mb, 1), "avbench_peak_rss_mb": plat["peak_rss_mb"],
+        "avbench_epoch_s": round(epoch_s, 3), "avbench_val_s": round(val_s, 4),
+        "avbench_epoch_s_runs": [before["epoch_s"], after["epoch_s"]], "threads": after["threads"],
+        "speedup": round((ref_train + ref_val) / (epoch_s + val_s), 2),
+        "speedup_train": round(ref_train / epoch_s, 2),
+        "reference_peak_rss_mb": ref_peak_mb,
+        "avbench_peak_rss_mb": max(before["peak_rss_mb"], after["peak_rss_mb"]), "cpu": cpu_model(),
     }))
 
 
