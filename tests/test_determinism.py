@@ -47,3 +47,41 @@ def test_the_thread_count_is_a_setting_of_the_run_and_recorded(tmp_path):
     rows = Store(db).rows(columns=["threads", "config", "entry"])
     assert [r["threads"] for r in rows] == [1, 2] and [r["config"]["threads"] for r in rows] == [1, 2]
     assert rows[0]["entry"] != rows[1]["entry"]
+
+
+def test_row_gathers_equal_indexing_and_add_repeated_rows_in_index_order():
+    """The methods gather rows (in-batch negatives, class embeddings) with ``layers.rows``: the
+    rows of ``x[index]``, and a backward that adds repeated rows in index order, so it equals
+    deterministic-mode advanced indexing bit for bit and is reproducible at 2 threads without it."""
+    from torch import nn
+
+    from avbench.methods.layers import gathered, rows
+
+    before_threads, before_det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    try:
+        torch.set_num_threads(2)
+        gen = torch.Generator().manual_seed(0)
+        x = torch.randn(256, 300, generator=gen)
+        index = torch.randint(0, 256, (256,), generator=gen)  # repeated rows, as in-batch negatives have
+        g = torch.randn(256, 300, generator=gen)
+
+        def grad(gather):
+            leaf = x.clone().requires_grad_(True)
+            gather(leaf, index).backward(g)
+            return leaf.grad
+
+        torch.use_deterministic_algorithms(False)
+        first, second = grad(rows), grad(rows)
+        assert torch.equal(first, second)
+        torch.use_deterministic_algorithms(True)
+        assert torch.equal(first, grad(lambda t, i: t[i]))
+        assert torch.equal(rows(x, index), x[index])
+
+        # gathered: the first Linear once per row of x, the later layers on the gathered rows
+        net = nn.Sequential(nn.Linear(300, 64), nn.BatchNorm1d(64), nn.ReLU()).train()
+        classes = torch.randn(30, 300, generator=gen)
+        label = torch.randint(0, 30, (256,), generator=gen)
+        torch.testing.assert_close(gathered(net, classes, label), net(classes[label]))
+    finally:
+        torch.set_num_threads(before_threads)
+        torch.use_deterministic_algorithms(before_det)
