@@ -73,8 +73,12 @@ FLAGS = ("--feature_extraction_method main_features --input_size_audio 512 --inp
 
 def avbench_epoch(batches: int) -> dict:
     """``benchmarks/epoch_speed.py`` in a child process: its JSON line."""
-    run = subprocess.run([sys.executable, str(Path(__file__).with_name("epoch_speed.py")), "--device", "cpu",
-                          "--batches", str(batches)], capture_output=True, text=True, check=True)
+    script = Path(__file__).with_name("epoch_speed.py")
+    run = subprocess.run([sys.executable, str(script), "--device", "cpu", "--batches", str(batches)],
+                         capture_output=True, text=True)
+    if run.returncode != 0:
+        tail = (run.stderr or run.stdout).strip().splitlines()[-1:] or ["no output"]
+        sys.exit(f"{script} failed (exit {run.returncode}): {tail[0]}")
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
@@ -94,6 +98,8 @@ def main() -> None:
     ap.add_argument("--code", required=True, help="a checkout of github.com/ExplainableML/AVCA-GZSL")
     ap.add_argument("--batches", type=int, default=500)
     args = ap.parse_args()
+    if args.batches < 1:
+        ap.error(f"--batches {args.batches}: expected a positive number of batches")
     code = Path(args.code).expanduser().resolve()
     if not (code / "main.py").is_file() or not (code / "src" / "model_improvements.py").is_file():
         sys.exit(f"--code {code}: not an AVCA-GZSL checkout (no main.py and src/model_improvements.py)")
