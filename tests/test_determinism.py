@@ -85,3 +85,45 @@ def test_row_gathers_equal_indexing_and_add_repeated_rows_in_index_order():
     finally:
         torch.set_num_threads(before_threads)
         torch.use_deterministic_algorithms(before_det)
+
+
+def test_attention_on_few_tokens_equals_sdpa_bit_for_bit_and_restores_the_thread_count():
+    """``layers.attention`` runs AVCA's, MFT's and EZ-AVGZL's few-token attention on one
+    intra-op thread: its output and its gradients must equal ``F.scaled_dot_product_attention``
+    at two threads bit for bit (with a mask too, and for TCAF-length sequences, which it leaves
+    alone), and the caller's thread count must be back after forward and backward."""
+    import torch.nn.functional as F
+
+    from avbench.methods.layers import SHORT_SEQUENCE, attention
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        gen = torch.Generator().manual_seed(0)
+        for B, H, T, D, masked in [(64, 3, 2, 100, False), (32, 4, SHORT_SEQUENCE, 32, True), (16, 3, 12, 100, True)]:
+            qkv = torch.randn(3, B, H, T, D, generator=gen)
+            g = torch.randn(B, H, T, D, generator=gen)
+            mask = torch.rand(B, 1, T, T, generator=gen) > 0.3 if masked else None
+            if masked:
+                mask[..., 0] = True  # every query sees a key
+
+            def run(f):
+                q, k, v = (t.clone().requires_grad_(True) for t in qkv)
+                out = f(q, k, v, attn_mask=mask)
+                assert torch.get_num_threads() == 2
+                out.backward(g)
+                assert torch.get_num_threads() == 2
+                return out.detach(), q.grad, k.grad, v.grad
+
+            for got, want in zip(run(attention), run(F.scaled_dot_product_attention)):
+                assert torch.equal(got, want), (B, H, T, D, masked)
+            with torch.no_grad():  # evaluation: no graph
+                assert torch.equal(attention(*qkv, attn_mask=mask), F.scaled_dot_product_attention(*qkv, attn_mask=mask))
+            assert torch.get_num_threads() == 2
+        # only some inputs need gradients (a frozen query)
+        q = qkv[0][:, :, :2]
+        k, v = (t[:, :, :2].clone().requires_grad_(True) for t in qkv[1:])
+        attention(q, k, v).sum().backward()
+        assert q.grad is None and k.grad is not None and v.grad is not None
+    finally:
+        torch.set_num_threads(before)

@@ -61,7 +61,7 @@ from torch import nn
 from avbench.methods import register
 from avbench.errors import ConfigError
 from avbench.methods.base import Batch, Dims, Method, Reference, adam, feature_family
-from avbench.methods.layers import Dropout, EmbeddingNet, rows
+from avbench.methods.layers import Dropout, EmbeddingNet, attention, rows
 
 
 class CrossAttention(nn.Module):
@@ -92,7 +92,7 @@ class CrossAttention(nn.Module):
         for layer in self.layers:
             q, k, v = layer["qkv"](layer["norm1"](x)).chunk(3, dim=-1)
             q, k, v = (t.view(B, T, self.heads, self.dim_head).transpose(1, 2) for t in (q, k, v))
-            att = F.scaled_dot_product_attention(q, k, v)  # scale dim_head^-0.5, no attention dropout
+            att = attention(q, k, v)  # F.scaled_dot_product_attention: scale dim_head^-0.5, no attention dropout
             x = layer["out"](att.transpose(1, 2).reshape(B, T, -1)) + x
             x = layer["ff"](layer["norm2"](x)) + x
         return x

@@ -101,7 +101,7 @@ from torch import nn
 from avbench.errors import ConfigError
 from avbench.methods import register
 from avbench.methods.base import Batch, Dims, Method, TrainData, adam
-from avbench.methods.layers import Dropout
+from avbench.methods.layers import Dropout, attention
 
 # ---------------------------------------------------------------------------
 # Part 1: class-embedding optimisation
@@ -192,7 +192,7 @@ class CrossAttentionLayer(nn.Module):
         k, v = self.kv[i](self.norm_kv[i](ctx)).chunk(2, dim=-1)
         k = k.reshape(B, ctx.shape[1], h, d // h).transpose(1, 2)
         v = v.reshape(B, ctx.shape[1], h, d // h).transpose(1, 2)
-        att = F.scaled_dot_product_attention(q, k, v)
+        att = attention(q, k, v)  # F.scaled_dot_product_attention
         return self.out[i](att.transpose(1, 2).reshape(B, n, d))
 
     def forward(self, a: torch.Tensor, v: torch.Tensor):

@@ -87,7 +87,7 @@ from torch import nn
 from avbench.errors import ConfigError
 from avbench.methods import register
 from avbench.methods.base import Batch, Dims, Method, adam
-from avbench.methods.layers import Dropout
+from avbench.methods.layers import Dropout, attention
 
 
 def mlp(d_in: int, hidden: int, d_out: int, dropout: float) -> nn.Sequential:
@@ -119,7 +119,7 @@ class FusionBlock(nn.Module):
             B, T, D = x.shape
             q, k, v = self.qkv(self.norm1(x)).chunk(3, dim=-1)
             q, k, v = (t.view(B, T, self.heads, D // self.heads).transpose(1, 2) for t in (q, k, v))
-            att = F.scaled_dot_product_attention(q, k, v)  # softmax(q kᵀ / sqrt(d_head)) v
+            att = attention(q, k, v)  # F.scaled_dot_product_attention: softmax(q kᵀ / sqrt(d_head)) v
             x = x + self.drop1(self.out(att.transpose(1, 2).reshape(B, T, D)))
         return x + self.drop2(self.ff(self.norm2(x)))
 

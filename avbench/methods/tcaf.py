@@ -144,7 +144,7 @@ from torch import nn
 from avbench.errors import ConfigError
 from avbench.methods import register
 from avbench.methods.base import Batch, Dims, Method, Reference, adam, feature_family
-from avbench.methods.layers import Dropout, EmbeddingNet, rows
+from avbench.methods.layers import Dropout, EmbeddingNet, attention, rows
 
 
 class TokenEmbedding(nn.Module):
@@ -208,7 +208,7 @@ class Transformer(nn.Module):
         for layer in self.layers:
             q, k, v = layer["qkv"](layer["norm"](x)).chunk(3, dim=-1)
             q, k, v = (t.view(B, L, self.heads, self.dim_head).transpose(1, 2) for t in (q, k, v))
-            att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # scale dim_head^-0.5
+            att = attention(q, k, v, attn_mask=mask)  # F.scaled_dot_product_attention: scale dim_head^-0.5
             x = layer["out"](att.transpose(1, 2).reshape(B, L, -1)) + x
             x = layer["ff"](layer["norm"](x)) + x
         return x
