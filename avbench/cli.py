@@ -135,7 +135,8 @@ def cmd_run(args) -> int:
         summary["entry"] = store.get(rid)["entry"]
     if args.json:
         out = {**summary, "features": result.features, "stage2_epochs": result.stage2_epochs,
-               "device": result.device, "config": result.config, "val": result.val,
+               "device": result.device, "hardware": result.hardware, "torch_version": result.torch_version,
+               "config": result.config, "val": result.val,
                "data_access": result.data_access}
         sys.stdout.write(json.dumps(out) + "\n")
         return 0
@@ -166,7 +167,8 @@ def _print_result(summary: dict, result) -> None:
     con.print(
         f"test metrics ×100; epoch and β chosen on validation (val HM {100 * result.val['HM']:.2f}); "
         f"stage 2 trained {result.stage2_epochs} epochs; text order {summary['text_order']}; "
-        f"data {summary['data_fingerprint']}; {summary['seconds']:.1f} s on {result.device}"
+        f"data {summary['data_fingerprint']}; {summary['seconds']:.1f} s on {result.device} "
+        f"({result.hardware or 'machine unknown'}, torch {result.torch_version or 'unknown'})"
     )
 
 
@@ -210,7 +212,7 @@ def cmd_results(args) -> int:
     rows = store.rows(
         columns=["id", "entry", "entry_kind", "method", "dataset", "features", "protocol", "protocol_mode",
                  "text_order", "seed", "search_seeds", "S", "U", "HM", "ZSL", "beta", "best_epoch", "config_hash",
-                 "reduced_budget", "git_revision", "threads", "device", "created_at"],
+                 "reduced_budget", "git_revision", "threads", "device", "hardware", "torch_version", "created_at"],
         dataset=args.dataset or None,
         method=args.method or None,
         entry=args.entry or None,
@@ -219,7 +221,7 @@ def cmd_results(args) -> int:
         raise ConfigError(f"--entry {args.entry[0]!r}: no such entry in {store._safe_url()}")
     t = Table(title=f"results in {store._safe_url()}")
     cols = ("id", "entry", "method", "benchmark", "protocol / text", "seed", "S", "U", "HM", "ZSL", "β", "ep",
-            "config", "code", "threads")
+            "config", "code", "threads", "machine")
     for col in cols:
         t.add_column(col, justify="right" if col in ("S", "U", "HM", "ZSL", "β", "ep", "seed", "id", "threads")
                      else "left")
@@ -231,7 +233,8 @@ def cmd_results(args) -> int:
         t.add_row(str(r["id"]), entry, r["method"], f"{r['dataset']}-{r['features']}", f"{proto} / {r['text_order']}",
                   seed, *(f"{r[k]:.2f}" for k in ("S", "U", "HM", "ZSL")), f"{r['beta']:.2f}",
                   str(r["best_epoch"]), r["config_hash"][:8], str(r["git_revision"] or "-"),
-                  "-" if r["threads"] is None else str(r["threads"]))
+                  "-" if r["threads"] is None else str(r["threads"]),
+                  f"{r['hardware'] or 'unknown'}, torch {r['torch_version'] or 'unknown'}")
     _console().print(t)
     return 0
 

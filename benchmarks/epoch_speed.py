@@ -29,7 +29,8 @@ from avbench.methods import get_method
 from avbench.methods.base import Dims
 from avbench.protocol.metrics import beta_grid
 from avbench.protocol.presets import PLATFORM_OPTIONS, PROTOCOLS, get_preset, resolve_protocol
-from avbench.protocol.run import pick_device, resolve_config
+from avbench.protocol.machine import pick_device
+from avbench.protocol.run import resolve_config
 from avbench.protocol.trainer import EvalSet, TrainSet, train, validation_record
 
 

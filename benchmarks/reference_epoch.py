@@ -31,7 +31,6 @@ import argparse
 import json
 import os
 import re
-import platform
 import shutil
 import subprocess
 import sys
@@ -82,17 +81,6 @@ def avbench_epoch(batches: int) -> dict:
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``; the platform's processor string elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--code", required=True, help="a checkout of github.com/ExplainableML/AVCA-GZSL")
@@ -105,6 +93,7 @@ def main() -> None:
         sys.exit(f"--code {code}: not an AVCA-GZSL checkout (no main.py and src/model_improvements.py)")
 
     from avbench.data.synthetic import SyntheticSpec, write_avca_layout
+    from avbench.protocol.machine import cpu_name
 
     before = avbench_epoch(args.batches)  # avbench before and after the reference: see the docstring
     spec = SyntheticSpec(n_seen=30, n_val_unseen=12, n_test_unseen=9, train_per_class=106, val_seen_per_class=12,
@@ -139,7 +128,7 @@ def main() -> None:
         "speedup": round((ref_train + ref_val) / (epoch_s + val_s), 2),
         "speedup_train": round(ref_train / epoch_s, 2),
         "reference_peak_rss_mb": ref_peak_mb,
-        "avbench_peak_rss_mb": max(before["peak_rss_mb"], after["peak_rss_mb"]), "cpu": cpu_model(),
+        "avbench_peak_rss_mb": max(before["peak_rss_mb"], after["peak_rss_mb"]), "cpu": cpu_name(),
     }))
 
 

@@ -4,12 +4,14 @@ import csv
 import io
 
 import pytest
+import torch
 from sqlalchemy import MetaData, Table, UniqueConstraint, create_engine, insert
 from test_results import make_row
 
 from avbench.cli import main
+from avbench.protocol.machine import hardware
 from avbench.results import leaderboard as lb
-from avbench.results.store import LEGACY_KEY_FIELDS, Result, Store, StoreError
+from avbench.results.store import KEY_FIELDS, LEGACY_KEY_FIELDS, Result, Store, StoreError
 
 
 def _sweep(seeds, HM, created=0, entry="avca-ucf-sweep", **kw):
@@ -99,12 +101,14 @@ def test_cli_run_entry_results_and_delete(tmp_path, capsys):
     assert "entry 'smoke' holds config_hash" in err and len(err.strip().splitlines()) == 1
     assert main(base + ["--seed", "0"]) == 0  # default entry: one per configuration, budget and data
     capsys.readouterr()
-    rows = Store(db).rows(columns=["entry", "reduced_budget", "threads"])
+    rows = Store(db).rows(columns=["entry", "reduced_budget", "threads", "hardware", "torch_version"])
     assert {r["entry"] for r in rows} == {"smoke", rows[1]["entry"]} and rows[1]["entry"].startswith("run/avca/")
     assert all(r["reduced_budget"] for r in rows) and all(r["threads"] >= 1 for r in rows)
+    # the machine and torch build that computed the numbers (a seed reproduces to the bit only there)
+    assert {(r["hardware"], r["torch_version"]) for r in rows} == {(hardware(torch.device("cpu")), torch.__version__)}
     assert main(["results", "--db", db, "--entry", "smoke"]) == 0
     out = capsys.readouterr().out
-    assert "smoke" in out and "run/avca" not in out
+    assert "smoke" in out and "run/avca" not in out and torch.__version__ in out  # the machine column
     assert main(["leaderboard", "--db", db, "--format", "csv", "--entry", "smoke"]) == 0
     assert "smoke" in capsys.readouterr().out
     assert main(["results", "delete", "--db", db, "--entry", "smoke"]) == 0
@@ -155,3 +159,46 @@ def test_a_final_on_a_search_seed_is_never_shown():
     rows = _sweep([0, 1, 2], 50.0, search_seeds=[0])  # seed 0 chose the configuration
     _, c = _cell(rows)
     assert (c.n, c.values) == (2, [51.0, 52.0])
+
+
+ZEN3 = {"hardware": "AMD EPYC (x86_64, family 25 model 1) AVX2", "torch_version": "2.13.0+cpu"}
+ZEN4 = {"hardware": "AMD EPYC (x86_64, family 25 model 17) AVX512", "torch_version": "2.13.0+cpu"}
+
+
+def test_seeds_from_several_machines_in_one_entry_are_flagged_in_every_format():
+    rows = [make_row(seed=0, HM=40.0, **ZEN3), make_row(seed=1, HM=41.0, **ZEN4)]
+    b, c = _cell(rows)
+    assert c.n == 2 and len(c.machines) == 2 and "¶" in c.marks  # pooled, but flagged
+    assert "¶" in lb.render([b], "md") and "family 25 model 17" in b.note
+    assert r"\P{}" in lb.render([b], "tex")
+    assert "machines AMD EPYC (x86_64, family 25 model 1) AVX2, torch 2.13.0+cpu;" in lb.render([b], "html")
+    (r,) = list(csv.DictReader(io.StringIO(lb.render([b], "csv"))))
+    assert r["machines"].count("AMD EPYC") == 2 and "¶" in r["marks"]
+    _, one = _cell([make_row(seed=0, **ZEN3), make_row(seed=1, **ZEN3)])
+    assert "¶" not in one.marks and one.machines == ["AMD EPYC (x86_64, family 25 model 1) AVX2, torch 2.13.0+cpu"]
+    # the same CPU with another torch build rounds differently too
+    _, torches = _cell([make_row(seed=0, **ZEN3), make_row(seed=1, **dict(ZEN3, torch_version="2.14.1"))])
+    assert "¶" in torches.marks
+    # a result of a store that did not record its machine cannot be vouched for
+    _, unknown = _cell([make_row(seed=0, **ZEN3), make_row(seed=1, torch_version="2.13.0+cpu")])
+    assert "¶" in unknown.marks and "unknown machine, torch 2.13.0+cpu" in unknown.machines
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_store_written_before_machines_were_recorded_gains_the_column(backend, tmp_path, pg_schema):
+    url = f"sqlite:///{tmp_path / 'old.db'}" if backend == "sqlite" else pg_schema()
+    md = MetaData()
+    table = Table(Result.__tablename__, md, *[c._copy() for c in Result.__table__.columns if c.name != "hardware"],
+                  UniqueConstraint(*KEY_FIELDS, name="uq_avbench_result_entry_key"))
+    eng = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    md.create_all(eng)
+    with eng.begin() as conn:
+        conn.execute(insert(table).values(**make_row(seed=0, HM=30.0, protocol_options={})))
+    eng.dispose()
+    store = Store(url)
+    assert store.rows(columns=["seed", "hardware"]) == [{"seed": 0, "hardware": None}]  # unknown, kept
+    store.add_rows([make_row(seed=1, HM=32.0, **ZEN3)])
+    Store(url)  # opening again is a no-op
+    board = lb.compile_boards(store.rows(columns=lb.ROW_COLUMNS + ["HM"]))[0]
+    cell = board.cells[("avca", "ucf")]
+    assert cell.n == 2 and "¶" in cell.marks and "unknown machine, torch 2" in cell.machines

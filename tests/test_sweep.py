@@ -13,7 +13,10 @@ import pytest
 pytest.importorskip("ray")
 optuna = pytest.importorskip("optuna")
 
+import torch  # noqa: E402
+
 from avbench.errors import ConfigError  # noqa: E402
+from avbench.protocol.machine import hardware  # noqa: E402
 from avbench.search.space import load_space  # noqa: E402
 from avbench.search.sweep import _check_settings, seed_plan, trial_resources, tune_space  # noqa: E402
 
@@ -236,11 +239,14 @@ def test_finals_use_seeds_no_trial_used_and_record_both(story):
     assert trial_seeds == {tuple(SEARCH_SEEDS)}  # what the trials trained with
     assert all(r["search_seeds"] == SEARCH_SEEDS for r in rows)  # the store records both sets
     assert not {r["seed"] for r in rows} & set(SEARCH_SEEDS)
+    # each final records the machine and torch build of the trial process that computed it
+    assert {(r["hardware"], r["torch_version"]) for r in rows} == {(hardware(torch.device("cpu")), torch.__version__)}
     assert tags["avbench.search_seeds"] == "0,1" and tags["avbench.final_seeds"] == "2,3,4"  # and MLflow
     for c in story["children"]:
         if c.data.tags.get("avbench.final") == "true":
             assert c.data.params["seed"] == c.data.tags["avbench.seed"]
             assert c.data.tags["avbench.search_seeds"] == "0,1"
+            assert c.data.tags["avbench.hardware"] == hardware(torch.device("cpu"))  # as in the store
 
 
 def test_each_epoch_reports_the_mean_over_the_search_seeds(story):

@@ -38,6 +38,7 @@ from avbench.protocol.presets import (
     resolve_protocol,
 )
 from avbench.protocol.feed import default_budget, fmt_bytes, parse_bytes
+from avbench.protocol.machine import hardware, make_deterministic, pick_device, torch_settings_restored
 from avbench.protocol.trainer import EpochRecord, EvalSet, TrainSet, evaluate, train, train_epochs
 
 
@@ -152,6 +153,10 @@ class RunResult:
     protocol_mode: str = "platform"  # or "reference": the method's own code's protocol
     protocol_options: dict = field(default_factory=dict)  # options the protocol mode resolved to
     data_access: dict = field(default_factory=dict)  # stage -> resident | streamed (never changes a number)
+    # the machine and torch build that computed the numbers (protocol.machine): another CPU model or
+    # torch build changes the last bits, so a seed reproduces to the bit only there ("": not recorded)
+    hardware: str = ""
+    torch_version: str = ""
 
     def summary(self) -> dict:
         pct = {k: round(100 * getattr(self, k), 4) for k in ("S", "U", "HM", "ZSL")}
@@ -190,44 +195,6 @@ def select(history: list[EpochRecord], rule: str = "first-best") -> EpochRecord:
         if rec.val["HM"] > best.val["HM"] or (rule == "zero-is-unset" and best.val["HM"] == 0):
             best = rec
     return best
-
-
-def make_deterministic(threads: int, device: torch.device) -> None:
-    """Same seed, same numbers: ``threads`` torch CPU threads and torch's deterministic algorithms.
-
-    On the CPU the one operation found to reduce in a thread-scheduled order is the
-    backward of row gathers with repeated rows by advanced indexing (``index_put_``
-    with accumulation, e.g. in-batch negatives ``x[neg_index]``): with 2 threads two
-    runs differed from the first step. Deterministic mode makes it sort-based, so a
-    run is bit-identical at a given thread count. The methods' row gathers that carry
-    gradients go through ``index_select`` (``methods.layers.rows``), whose backward
-    adds rows in index order: the same numbers with or without deterministic mode.
-    Across thread counts floating-point reductions (matrix products, norms, BatchNorm
-    statistics) are split differently and results differ in the last bits, growing
-    over training; that is why the thread count is a run setting (``threads``, default
-    1) recorded in the configuration. On CUDA the deterministic mode warns instead of
-    failing where an operation has no deterministic kernel.
-    """
-    if threads < 1:
-        raise ConfigError(f"setting threads={threads!r}: expected a positive integer")
-    import os
-
-    torch.set_num_threads(int(threads))
-    if device.type == "cuda":
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's deterministic workspace
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    else:
-        torch.use_deterministic_algorithms(True)
-
-
-def pick_device(device: str | None) -> torch.device:
-    if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r}: CUDA is not available on this machine; use --device cpu")
-    if device not in ("cpu",) and not device.startswith("cuda"):
-        raise ConfigError(f"device {device!r}: expected cpu or cuda")
-    return torch.device(device)
 
 
 @dataclass
@@ -379,7 +346,9 @@ def stage1_epochs(
     Searches over several seeds advance one generator per seed in turn and report the
     per-epoch mean; each seed's records equal those of ``run_protocol`` with that seed.
     The test splits are out of reach here as in ``run_protocol``. ``protocol`` may be
-    ``reference`` (the method's code's protocol) as there.
+    ``reference`` (the method's code's protocol) as there. Unlike ``run_protocol`` it
+    leaves torch's thread count and deterministic mode as the run set them: generators
+    advanced in turn cannot each restore what the one before set.
     """
     plan = _plan(benchmark, method, protocol, seed, overrides, text_order, device, None, memory_budget)
     yield from _stage1(benchmark, plan, seed)
@@ -408,7 +377,17 @@ def run_protocol(
     ``on_batch()`` after each optimiser step and ``on_data(stage, resident, bytes, budget)``
     when a stage's data is kept resident or streamed (``memory_budget``, see
     :mod:`avbench.protocol.feed`; the choice never changes a result).
+
+    The run sets torch's thread count (setting ``threads``) and deterministic mode for
+    itself and gives back the caller's on return.
     """
+    with torch_settings_restored():
+        return _run(benchmark, method, protocol, seed, overrides, text_order, device, on_epoch, on_batch, on_stage,
+                    stage1_only, memory_budget, on_data)
+
+
+def _run(benchmark, method, protocol, seed, overrides, text_order, device, on_epoch, on_batch, on_stage, stage1_only,
+         memory_budget, on_data) -> RunResult:
     t0 = time.perf_counter()
     plan = _plan(benchmark, method, protocol, seed, overrides, text_order, device, on_batch, memory_budget, on_data)
     preset, config, default, cls, dev = plan.preset, plan.config, plan.default, plan.cls, plan.dev
@@ -452,6 +431,8 @@ def run_protocol(
         val=dict(best.val),
         default_budget={k: int(default[k]) for k in ("epochs", "batches_per_epoch", "batch_size")},
         threads=int(torch.get_num_threads()) if dev.type == "cpu" else 0,
+        hardware=hardware(dev),
+        torch_version=torch.__version__,
         protocol_mode=plan.mode,
         protocol_options=dict(plan.options),
     )

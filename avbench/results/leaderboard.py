@@ -15,6 +15,8 @@ Marks, explained in every format's footnote:
 - ``≈``: not significantly different from the best method of the dataset
   (``results.stats.versus_best``: Welch's t-test, Holm-corrected);
 - ``†``: the cell's results come from several code revisions;
+- ``¶``: the cell's results come from several machines (CPU or GPU model, torch
+  build; ``protocol.machine``): its seeds reproduce to the bit only each on its own;
 - ``‡``: reduced budget (fewer epochs or batches than the protocol's default);
 - ``§``: the dataset column mixes data versions (fingerprints) across methods.
 
@@ -44,10 +46,11 @@ DATASET_ORDER = ("vggsound", "ucf", "activitynet")
 DATASET_TITLES = {"vggsound": "VGGSound-GZSL", "ucf": "UCF-GZSL", "activitynet": "ActivityNet-GZSL"}
 ROW_COLUMNS = ["id", "entry", "entry_kind", "method", "dataset", "features", "protocol", "protocol_mode",
                "text_order", "config_hash", "data_fingerprint", "git_revision", "reduced_budget", "seed",
-               "search_seeds", "created_at"]
+               "search_seeds", "hardware", "torch_version", "created_at"]
 MARKS = {
     "tied": ("≈", f"not significantly different from the best of the dataset ({TEST_NAME})"),
     "revisions": ("†", "results of several code revisions in one cell"),
+    "machines": ("¶", "results of several machines (CPU or GPU model, torch build) in one cell"),
     "reduced": ("‡", "reduced budget: fewer epochs or batches than the protocol's default"),
     "data": ("§", "the dataset's cells come from different data versions (fingerprints)"),
 }
@@ -66,6 +69,7 @@ class Cell:
     config_hash: str = ""
     data_fingerprint: str = ""
     revisions: list = field(default_factory=list)
+    machines: list = field(default_factory=list)  # "<hardware>, torch <version>" of its results
     reduced: bool = False
     significance: str = "untested"  # best | tied | worse | untested
     p_value: float | None = None
@@ -78,6 +82,8 @@ class Cell:
             m += MARKS["tied"][0]
         if len(self.revisions) > 1:
             m += MARKS["revisions"][0]
+        if len(self.machines) > 1:
+            m += MARKS["machines"][0]
         if self.reduced:
             m += MARKS["reduced"][0]
         return m
@@ -114,6 +120,8 @@ class Board:
             used.append("tied")
         if any(len(c.revisions) > 1 for c in cells):
             used.append("revisions")
+        if any(len(c.machines) > 1 for c in cells):
+            used.append("machines")
         if any(c.reduced for c in cells):
             used.append("reduced")
         if self.mixed_data:
@@ -132,6 +140,9 @@ class Board:
         revs = sorted({r for c in self.cells.values() if len(c.revisions) > 1 for r in c.revisions})
         if revs:
             s += f" (revisions {', '.join(revs)})"
+        machines = sorted({x for c in self.cells.values() if len(c.machines) > 1 for x in c.machines})
+        if machines:
+            s += f" (machines: {'; '.join(machines)})"
         if self.reported_sources:
             s += "; reported: " + "; ".join(self.reported_sources)
         return s
@@ -149,6 +160,11 @@ def _dataset_sort_key(d: str):
 
 def _stamp(r: dict):
     return (r["created_at"], r.get("id", 0))
+
+
+def machine(row: dict) -> str:
+    """The machine a result ran on, as a cell lists it ("unknown" where the store did not record it)."""
+    return f"{row.get('hardware') or 'unknown machine'}, torch {row.get('torch_version') or 'unknown'}"
 
 
 def choose_groups(rows: list[dict], entries: list[str] | None = None) -> dict[tuple, list[dict]]:
@@ -209,6 +225,7 @@ def compile_boards(
             entry=first["entry"], entry_kind=first.get("entry_kind", "run"), config_hash=first["config_hash"],
             data_fingerprint=first["data_fingerprint"],
             revisions=sorted({r.get("git_revision") or "unknown" for r in members}),
+            machines=sorted({machine(r) for r in members}),
             reduced=any(bool(r.get("reduced_budget")) for r in members), values=[float(x) for x in v],
         )
 
@@ -365,7 +382,7 @@ def render_csv(boards: list[Board], with_reported: bool = False) -> str:
     w = csv.writer(buf)
     head = ["protocol", "protocol_mode", "features", "text_order", "metric", "method", "dataset", "mean", "std", "n",
             "ci_low", "ci_high", "rank", "mean_rank", "significance", "p_holm", "significance_test", "marks", "entry",
-            "config_hash", "data_fingerprint", "code_revisions", "reduced_budget"]
+            "config_hash", "data_fingerprint", "code_revisions", "machines", "reduced_budget"]
     if with_reported:
         head += ["reported", "reported_comparable", "delta"]
     w.writerow(head)
@@ -379,9 +396,10 @@ def render_csv(boards: list[Board], with_reported: bool = False) -> str:
                 row += ["", "", "", "", "", ""] if c is None else [
                     f"{c.mean:.4f}", f"{c.std:.4f}", c.n, f"{c.ci_low:.4f}", f"{c.ci_high:.4f}", f"{c.rank:g}"]
                 row.append(_mean_rank(b, m))
-                row += ["", "", "", "", "", "", "", "", ""] if c is None else [
+                row += [""] * 10 if c is None else [
                     c.significance, "" if c.p_value is None else f"{c.p_value:.4g}", TEST_NAME, c.marks, c.entry,
-                    c.config_hash, c.data_fingerprint, " ".join(c.revisions), str(c.reduced).lower()]
+                    c.config_hash, c.data_fingerprint, " ".join(c.revisions), "; ".join(c.machines),
+                    str(c.reduced).lower()]
                 if with_reported:
                     rep, delta = b.reported.get((m, d)), b.delta(m, d)
                     comp = "" if rep is None else str(bool(b.reported_match.get((m, d)))).lower()
@@ -391,7 +409,7 @@ def render_csv(boards: list[Board], with_reported: bool = False) -> str:
 
 
 _TEX_SYMBOLS = (("±", r"$\pm$"), ("≈", r"$\approx$"), ("†", r"$\dagger$"), ("‡", r"$\ddagger$"), ("α", r"$\alpha$"),
-                ("×", r"$\times$"), ("Δ", r"$\Delta$"), ("§", r"\S{}"), ("—", "---"), ("–", "--"), ("∪", r"$\cup$"))
+                ("×", r"$\times$"), ("Δ", r"$\Delta$"), ("§", r"\S{}"), ("¶", r"\P{}"), ("—", "---"), ("–", "--"), ("∪", r"$\cup$"))
 
 
 def _tex_escape(s: str) -> str:
@@ -519,7 +537,7 @@ def render_html(boards: list[Board], with_reported: bool = False) -> str:
                 cls = ' class="best"' if s == "rank" and c is not None and c.rank == 1 else ""
                 if s == "mean ± std (n)" and c is not None:
                     tip = f"entry {c.entry}; config {c.config_hash[:8]}; data {c.data_fingerprint[:8]}; " \
-                          f"code {', '.join(c.revisions)}; {c.significance}" + \
+                          f"code {', '.join(c.revisions)}; machines {'; '.join(c.machines)}; {c.significance}" + \
                           ("" if c.p_value is None else f" (Holm p = {c.p_value:.3g})")
                     cls += f' title="{e(tip)}"'
 

@@ -104,6 +104,8 @@ class Result(Base):
     optuna_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
     mlflow_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
     device: Mapped[str] = mapped_column(String(32))
+    # the CPU or GPU model (protocol.machine.hardware); None: not recorded (stores before it)
+    hardware: Mapped[str | None] = mapped_column(String(200), nullable=True)
     seconds: Mapped[float] = mapped_column(Float)
     mlflow_run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     details: Mapped[dict] = mapped_column(JSON)  # stage-1 history, val metrics, β curve (for plots)
@@ -217,7 +219,10 @@ def row_from_result(
         "config_hash": config_hash(result.config),
         "data_fingerprint": result.data_fingerprint,
         **env,
+        # the run's own torch (a sweep's final may run on another node than the process storing it)
+        "torch_version": getattr(result, "torch_version", "") or env.get("torch_version"),
         "device": result.device,
+        "hardware": getattr(result, "hardware", "") or None,
         "seconds": float(result.seconds),
         "mlflow_run_id": mlflow_run_id,
         "details": {
@@ -408,7 +413,25 @@ class Store:
 
 
 def _migrate(conn) -> None:
-    """Bring a store written before entries existed to the current schema (idempotent).
+    """Bring a store written by an earlier avbench to the current schema (idempotent):
+    :func:`_migrate_entries`, then every nullable column added since, left empty
+    (unknown) on the old rows."""
+    _migrate_entries(conn)
+    have = {c["name"] for c in inspect(conn).get_columns(Result.__tablename__)}
+    missing = [c for c in Result.__table__.columns if c.name not in have]
+    if not missing:
+        return
+    from alembic.migration import MigrationContext
+    from alembic.operations import Operations
+
+    op = Operations(MigrationContext.configure(conn))
+    for c in missing:
+        assert c.nullable, f"column {c.name} added without a migration for old rows"
+        op.add_column(Result.__tablename__, Column(c.name, c.type, nullable=True))
+
+
+def _migrate_entries(conn) -> None:
+    """Bring a store written before entries existed to the schema of entries (idempotent).
 
     Old rows become entries: sweep finals (they carry an MLflow run id) of kind ``sweep``
     named ``migrated-sweep/<method>/<dataset>-<features>/<protocol>/<config>``, others the

@@ -325,6 +325,7 @@ class PreparedSweep:
         run = self.final_run(seed)
         self.tracker.log(run, metrics={f"test_{k.lower()}": 100 * getattr(res, k) for k in ("S", "U", "HM", "ZSL")}
                          | {"beta": res.beta, "best_epoch": res.best_epoch})
+        self.tracker.set_tags(run, {"avbench.hardware": res.hardware, "avbench.torch_version": res.torch_version})
         self.tracker.end(run)
         result_id, inserted = self.store.add(res, mlflow_run_id=run, entry=self.name, entry_kind="sweep",
                                              search_seeds=self.trial_seeds)

@@ -159,6 +159,6 @@ def memory_budget(ctx: dict):
     if ctx.get("memory_budget"):
         return ctx["memory_budget"]
     from avbench.protocol.feed import default_budget
-    from avbench.protocol.run import pick_device
+    from avbench.protocol.machine import pick_device
 
     return default_budget(pick_device(ctx["device"])) // max(1, int(ctx.get("concurrent") or 1))
