@@ -200,6 +200,7 @@ def cmd_leaderboard(args) -> int:
 def cmd_results(args) -> int:
     from rich.table import Table
 
+    from avbench.results import leaderboard as lb
     from avbench.results.store import Store
 
     store = Store(args.db, args.home)
@@ -212,7 +213,7 @@ def cmd_results(args) -> int:
     rows = store.rows(
         columns=["id", "entry", "entry_kind", "method", "dataset", "features", "protocol", "protocol_mode",
                  "text_order", "seed", "search_seeds", "S", "U", "HM", "ZSL", "beta", "best_epoch", "config_hash",
-                 "reduced_budget", "git_revision", "threads", "device", "hardware", "torch_version", "created_at"],
+                 "reduced_budget", "git_revision", "avbench_version", "threads", "device", "hardware", "torch_version", "created_at"],
         dataset=args.dataset or None,
         method=args.method or None,
         entry=args.entry or None,
@@ -232,7 +233,7 @@ def cmd_results(args) -> int:
         seed = str(r["seed"]) + (f" (search {r['search_seeds']})" if r["search_seeds"] else "")
         t.add_row(str(r["id"]), entry, r["method"], f"{r['dataset']}-{r['features']}", f"{proto} / {r['text_order']}",
                   seed, *(f"{r[k]:.2f}" for k in ("S", "U", "HM", "ZSL")), f"{r['beta']:.2f}",
-                  str(r["best_epoch"]), r["config_hash"][:8], str(r["git_revision"] or "-"),
+                  str(r["best_epoch"]), r["config_hash"][:8], lb.code(r),
                   "-" if r["threads"] is None else str(r["threads"]),
                   f"{r['hardware'] or 'unknown'}, torch {r['torch_version'] or 'unknown'}")
     _console().print(t)

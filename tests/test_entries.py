@@ -68,6 +68,11 @@ def test_two_code_revisions_in_one_entry_are_flagged_in_every_format():
     assert r["code_revisions"] == "aaaa bbbb" and "†" in r["marks"]
     _, one = _cell([make_row(seed=0, git_revision="aaaa"), make_row(seed=1, git_revision="aaaa")])
     assert "†" not in one.marks
+    # installed from a package (no git checkout): the avbench version tells the code apart
+    _, pkg = _cell([make_row(seed=0, avbench_version="0.1.0"), make_row(seed=1, avbench_version="0.2.0")])
+    assert pkg.revisions == ["avbench 0.1.0", "avbench 0.2.0"] and "†" in pkg.marks
+    _, same = _cell([make_row(seed=0, avbench_version="0.1.0"), make_row(seed=1, avbench_version="0.1.0")])
+    assert same.revisions == ["avbench 0.1.0"] and "†" not in same.marks
 
 
 def test_explicit_entry_selection_and_unknown_entry():

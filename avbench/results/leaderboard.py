@@ -14,7 +14,8 @@ Marks, explained in every format's footnote:
 
 - ``≈``: not significantly different from the best method of the dataset
   (``results.stats.versus_best``: Welch's t-test, Holm-corrected);
-- ``†``: the cell's results come from several code revisions;
+- ``†``: the cell's results come from several code revisions (git revisions; the avbench
+  version where it ran from an installed package);
 - ``¶``: the cell's results come from several machines (CPU or GPU model, torch
   build; ``protocol.machine``): its seeds reproduce to the bit only each on its own;
 - ``‡``: reduced budget (fewer epochs or batches than the protocol's default);
@@ -45,7 +46,7 @@ FORMATS = ("table", "md", "csv", "tex", "html")
 DATASET_ORDER = ("vggsound", "ucf", "activitynet")
 DATASET_TITLES = {"vggsound": "VGGSound-GZSL", "ucf": "UCF-GZSL", "activitynet": "ActivityNet-GZSL"}
 ROW_COLUMNS = ["id", "entry", "entry_kind", "method", "dataset", "features", "protocol", "protocol_mode",
-               "text_order", "config_hash", "data_fingerprint", "git_revision", "reduced_budget", "seed",
+               "text_order", "config_hash", "data_fingerprint", "git_revision", "avbench_version", "reduced_budget", "seed",
                "search_seeds", "hardware", "torch_version", "created_at"]
 MARKS = {
     "tied": ("≈", f"not significantly different from the best of the dataset ({TEST_NAME})"),
@@ -162,6 +163,13 @@ def _stamp(r: dict):
     return (r["created_at"], r.get("id", 0))
 
 
+def code(row: dict) -> str:
+    """The code a result ran: its git revision, else (installed from a package, no checkout) its avbench version."""
+    if row.get("git_revision"):
+        return row["git_revision"]
+    return f"avbench {row['avbench_version']}" if row.get("avbench_version") else "unknown"
+
+
 def machine(row: dict) -> str:
     """The machine a result ran on, as a cell lists it ("unknown" where the store did not record it)."""
     return f"{row.get('hardware') or 'unknown machine'}, torch {row.get('torch_version') or 'unknown'}"
@@ -224,7 +232,7 @@ def compile_boards(
             float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, len(v), lo, hi,
             entry=first["entry"], entry_kind=first.get("entry_kind", "run"), config_hash=first["config_hash"],
             data_fingerprint=first["data_fingerprint"],
-            revisions=sorted({r.get("git_revision") or "unknown" for r in members}),
+            revisions=sorted({code(r) for r in members}),
             machines=sorted({machine(r) for r in members}),
             reduced=any(bool(r.get("reduced_budget")) for r in members), values=[float(x) for x in v],
         )
