@@ -213,7 +213,8 @@ def cmd_results(args) -> int:
     rows = store.rows(
         columns=["id", "entry", "entry_kind", "method", "dataset", "features", "protocol", "protocol_mode",
                  "text_order", "seed", "search_seeds", "S", "U", "HM", "ZSL", "beta", "best_epoch", "config_hash",
-                 "reduced_budget", "git_revision", "avbench_version", "threads", "device", "hardware", "torch_version", "created_at"],
+                 "reduced_budget", "git_revision", "avbench_version", "threads", "device", "hardware", "torch_version",
+                 "created_at"],
         dataset=args.dataset or None,
         method=args.method or None,
         entry=args.entry or None,
@@ -226,7 +227,9 @@ def cmd_results(args) -> int:
     for col in cols:
         t.add_column(col, justify="right" if col in ("S", "U", "HM", "ZSL", "β", "ep", "seed", "id", "threads")
                      else "left")
+    machines: dict[str, str] = {}  # a short label per machine; the legend under the table names them
     for r in rows:
+        label = machines.setdefault(lb.machine(r), f"m{len(machines) + 1}")
         proto = r["protocol"] + ("" if r["protocol_mode"] == "platform" else f" ({r['protocol_mode']})")
         entry = r["entry"] + (" [sweep]" if r["entry_kind"] == "sweep" else "") + \
             (" [reduced budget]" if r["reduced_budget"] else "")
@@ -234,9 +237,11 @@ def cmd_results(args) -> int:
         t.add_row(str(r["id"]), entry, r["method"], f"{r['dataset']}-{r['features']}", f"{proto} / {r['text_order']}",
                   seed, *(f"{r[k]:.2f}" for k in ("S", "U", "HM", "ZSL")), f"{r['beta']:.2f}",
                   str(r["best_epoch"]), r["config_hash"][:8], lb.code(r),
-                  "-" if r["threads"] is None else str(r["threads"]),
-                  f"{r['hardware'] or 'unknown'}, torch {r['torch_version'] or 'unknown'}")
-    _console().print(t)
+                  "-" if r["threads"] is None else str(r["threads"]), label)
+    con = _console()
+    con.print(t)
+    for name, label in machines.items():
+        con.print(f"machine {label}: {name}", soft_wrap=True)  # one line per machine, never folded
     return 0
 
 
