@@ -168,7 +168,7 @@ def _print_result(summary: dict, result) -> None:
         f"test metrics ×100; epoch and β chosen on validation (val HM {100 * result.val['HM']:.2f}); "
         f"stage 2 trained {result.stage2_epochs} epochs; text order {summary['text_order']}; "
         f"data {summary['data_fingerprint']}; {summary['seconds']:.1f} s on {result.device} "
-        f"({result.hardware or 'machine unknown'}, torch {result.torch_version or 'unknown'})"
+        f"({result.hardware or 'unknown machine'}, torch {result.torch_version or 'unknown'})"
     )
 
 

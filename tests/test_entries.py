@@ -2,6 +2,7 @@
 
 import csv
 import io
+from pathlib import Path
 
 import pytest
 import torch
@@ -70,9 +71,9 @@ def test_two_code_revisions_in_one_entry_are_flagged_in_every_format():
     assert "†" not in one.marks
     # installed from a package (no git checkout): the avbench version tells the code apart
     _, pkg = _cell([make_row(seed=0, avbench_version="0.1.0"), make_row(seed=1, avbench_version="0.2.0")])
-    assert pkg.revisions == ["avbench 0.1.0", "avbench 0.2.0"] and "†" in pkg.marks
+    assert pkg.revisions == ["avbench-0.1.0", "avbench-0.2.0"] and "†" in pkg.marks
     _, same = _cell([make_row(seed=0, avbench_version="0.1.0"), make_row(seed=1, avbench_version="0.1.0")])
-    assert same.revisions == ["avbench 0.1.0"] and "†" not in same.marks
+    assert same.revisions == ["avbench-0.1.0"] and "†" not in same.marks
 
 
 def test_explicit_entry_selection_and_unknown_entry():
@@ -124,7 +125,9 @@ def test_cli_run_entry_results_and_delete(tmp_path, capsys):
     assert Store(db).count() == 1
 
 
-NEW_COLUMNS = {"entry", "entry_kind", "protocol_mode", "protocol_options", "search_seeds", "reduced_budget", "threads"}
+# columns added since (the machine came after entries: the migration adds both)
+NEW_COLUMNS = {"entry", "entry_kind", "protocol_mode", "protocol_options", "search_seeds", "reduced_budget", "threads",
+               "hardware"}
 
 
 def _legacy_store(url, rows):
@@ -148,8 +151,9 @@ def test_an_old_store_is_migrated(backend, tmp_path, pg_schema):
                         make_row(seed=0, HM=50.0, config_hash="swept", mlflow_run_id="run1", created=10),
                         make_row(seed=1, HM=52.0, config_hash="swept", mlflow_run_id="run2", created=11)])
     store = Store(url)
-    rows = store.rows(columns=["seed", "entry", "entry_kind", "protocol_mode", "reduced_budget"])
+    rows = store.rows(columns=["seed", "entry", "entry_kind", "protocol_mode", "reduced_budget", "hardware"])
     assert len(rows) == 4 and all(r["protocol_mode"] == "platform" and not r["reduced_budget"] for r in rows)
+    assert all(r["hardware"] is None for r in rows)  # added after the entries migration: unknown
     kinds = {r["entry"]: r["entry_kind"] for r in rows}
     assert sorted(kinds.values()) == ["run", "sweep"] and len(kinds) == 2
     assert store.add_rows([make_row(seed=1, HM=99.0)]) == [(2, False)]  # the old row keeps its key
@@ -208,3 +212,38 @@ def test_a_store_written_before_machines_were_recorded_gains_the_column(backend,
     board = lb.compile_boards(store.rows(columns=lb.ROW_COLUMNS + ["HM"]))[0]
     cell = board.cells[("avca", "ucf")]
     assert cell.n == 2 and "¶" in cell.marks and "unknown machine, torch 2" in cell.machines
+
+
+def test_a_result_is_stored_with_the_torch_of_the_process_that_ran_it(tmp_path):
+    """A sweep's final runs in a trial process, maybe on another node than the one storing it."""
+    from avbench.protocol.run import RunResult
+    from avbench.results.store import git_revision, row_from_result
+
+    res = RunResult(method="avca", dataset="ucf", features="main", protocol="avca2022", seed=1, S=0.5, U=0.4,
+                    HM=0.44, ZSL=0.3, beta=1.0, best_epoch=2, stage2_epochs=2, text_order="by-name",
+                    data_fingerprint="fp", device="cpu", seconds=1.0, config={"lr": 0.001},
+                    hardware="AMD EPYC (x86_64, family 25 model 1 stepping 1) AVX2", torch_version="2.99.0+worker")
+    row = row_from_result(res, env={"torch_version": "2.13.0+driver", "git_revision": git_revision()})
+    assert (row["torch_version"], row["hardware"]) == ("2.99.0+worker", res.hardware)
+    res.hardware, res.torch_version = "", ""  # a result of an older worker: the storing process's torch, no machine
+    row = row_from_result(res, env={"torch_version": "2.13.0+driver"})
+    assert (row["torch_version"], row["hardware"]) == ("2.13.0+driver", None)
+
+
+def test_the_code_revision_is_avbench_s_own_checkout_only(tmp_path, monkeypatch):
+    """Installed inside another project's git repository, avbench does not record that project's commit."""
+    import shutil
+    import subprocess
+
+    import avbench
+    from avbench.results import store
+
+    assert store.git_revision() is not None  # this checkout
+    other = tmp_path / "project"
+    pkg = other / ".venv" / "site-packages" / "avbench"
+    shutil.copytree(Path(avbench.__file__).parent, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run(["git", "init", "-q", str(other)], check=True)
+    subprocess.run(["git", "-C", str(other), "-c", "user.email=a@b", "-c", "user.name=a", "commit", "-q",
+                    "--allow-empty", "-m", "x"], check=True)
+    monkeypatch.setattr(store, "__file__", str(pkg / "results" / "store.py"))
+    assert store.git_revision() is None  # the leaderboard then tells code apart by avbench's version

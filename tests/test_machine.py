@@ -23,25 +23,49 @@ ARM = """processor\t: 0
 BogoMIPS\t: 243.75
 CPU implementer\t: 0x41
 CPU part\t: 0xd0c
+
+Hardware\t: BCM2835
+"""
+
+POWER = """processor\t: 0
+cpu\t\t: POWER9 (architected), altivec supported
+clock\t\t: 2900.000000MHz
+"""
+
+S390 = """vendor_id       : IBM/S390
+# processors    : 4
+processor 0: version = FF,  identification = 0133E8,  machine = 8561
 """
 
 
-def test_the_cpu_is_named_with_its_family_and_model(tmp_path, monkeypatch):
+def _read(tmp_path, name, text):
+    (tmp_path / name).write_text(text)
+    return _cpuinfo(tmp_path / name)
+
+
+def test_the_cpu_is_named_with_what_tells_models_apart(tmp_path, monkeypatch):
     monkeypatch.setattr("platform.machine", lambda: "x86_64")
-    (tmp_path / "amd").write_text(AMD_VM)
-    info = _cpuinfo(tmp_path / "amd")
-    assert info["model"] == "1"  # the first processor's block only
+    info = _read(tmp_path, "amd", AMD_VM)
+    assert info["model"] == "1"  # the first processor's value
     # "AMD EPYC" alone covers Zen 2, 3 and 4: the family and model numbers tell them apart
-    assert cpu_name(info) == "AMD EPYC (x86_64, family 25 model 1)"
+    assert cpu_name(info) == "AMD EPYC (x86_64, family 25 model 1 stepping 1)"
     intel = {"model name": "Intel(R) Xeon(R)  Platinum 8375C CPU @ 2.90GHz", "cpu family": "6", "model": "106"}
     assert cpu_name(intel) == "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz (x86_64, family 6 model 106)"
-    monkeypatch.setattr("platform.machine", lambda: "aarch64")
-    (tmp_path / "arm").write_text(ARM)
     monkeypatch.setattr("platform.processor", lambda: "")
-    assert cpu_name(_cpuinfo(tmp_path / "arm")) == "unknown CPU (aarch64, implementer 0x41 part 0xd0c)"
-    assert _cpuinfo(tmp_path / "missing") == {}  # not Linux: the platform's own string
+    monkeypatch.setattr("platform.machine", lambda: "aarch64")
+    assert cpu_name(_read(tmp_path, "arm", ARM)) == "BCM2835 (aarch64, implementer 0x41 part 0xd0c)"
+    monkeypatch.setattr("platform.machine", lambda: "ppc64le")
+    assert cpu_name(_read(tmp_path, "power", POWER)) == "POWER9 (architected), altivec supported (ppc64le)"
+    monkeypatch.setattr("platform.machine", lambda: "s390x")
+    assert cpu_name(_read(tmp_path, "s390", S390)) == "IBM/S390 (s390x, machine 8561)"
+    assert _cpuinfo(tmp_path / "missing") == {}  # not Linux: the system's own name
+    monkeypatch.setattr("platform.system", lambda: "Darwin")
+    monkeypatch.setattr("avbench.protocol.machine._darwin_brand", lambda: "Apple M3 Pro")
+    monkeypatch.setattr("platform.machine", lambda: "arm64")
+    assert cpu_name({}) == "Apple M3 Pro (arm64)"
+    monkeypatch.setattr("avbench.protocol.machine._darwin_brand", lambda: "")
     monkeypatch.setattr("platform.processor", lambda: "arm")
-    assert cpu_name({}) == "arm (aarch64)"
+    assert cpu_name({}) == "arm (arm64)"
 
 
 def test_a_cpu_result_records_the_kernels_torch_dispatches_to():

@@ -11,8 +11,11 @@ machines, and a reader knows which machine reproduces a seed to the bit.
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
+import re
+import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -54,7 +57,8 @@ def torch_settings_restored() -> Iterator[None]:
 
     A run sets both for itself (:func:`make_deterministic`); a library caller (a
     notebook that runs the protocol, then trains something else) gets its own back,
-    also when the run fails.
+    also when the run fails. (``CUBLAS_WORKSPACE_CONFIG``, which a CUDA run sets where it
+    was unset, stays in the environment.)
     """
     threads = torch.get_num_threads()
     deterministic = torch.are_deterministic_algorithms_enabled()
@@ -77,42 +81,67 @@ def pick_device(device: str | None) -> torch.device:
 
 
 def _cpuinfo(path: str | os.PathLike = "/proc/cpuinfo") -> dict[str, str]:
-    """The first processor's fields of Linux's /proc/cpuinfo ({} where there is none)."""
+    """Linux's /proc/cpuinfo as one dict, each field's first value ({} where there is none).
+
+    A machine has one CPU model, so the first value of a field is every processor's;
+    some fields sit in a block of their own (ARM's ``Hardware``, s390's header).
+    """
     fields: dict[str, str] = {}
     try:
         text = Path(path).read_text(errors="replace")
     except OSError:
         return fields
     for line in text.splitlines():
-        if not line.strip():
-            if fields:
-                break  # the first processor's block is enough: a machine has one CPU model
-            continue
         key, sep, value = line.partition(":")
-        if sep:
+        if sep and key.strip():
             fields.setdefault(key.strip(), value.strip())
     return fields
+
+
+def _darwin_brand() -> str:
+    """macOS's CPU name (``sysctl machdep.cpu.brand_string``: "Apple M3 Pro", "Intel(R) Core(TM) i9-9880H ...")."""
+    try:
+        out = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
 
 
 def cpu_name(cpuinfo: dict[str, str] | None = None) -> str:
     """The CPU model as precisely as the system says it.
 
     A virtual machine often reports a family name only ("AMD EPYC"), which covers
-    several microarchitectures; the x86 family and model numbers tell them apart
-    (family 25 model 1 is Zen 3, model 17 Zen 4). ARM Linux gives the implementer and
-    part numbers instead of a name.
+    several microarchitectures; the x86 family, model and stepping numbers tell them
+    apart (family 25 model 1 is Zen 3, model 17 Zen 4; Skylake-SP and Cascade Lake
+    differ in stepping only). Other architectures name the CPU in their own fields:
+    ARM's implementer and part numbers, POWER's ``cpu``, RISC-V's ``uarch``, s390's
+    machine type; macOS its brand string.
     """
-    info = _cpuinfo() if cpuinfo is None else cpuinfo
+    if cpuinfo is None:
+        return _this_cpu()
+    info = cpuinfo
     arch = platform.machine() or "unknown architecture"
-    name = info.get("model name") or info.get("Hardware") or ""
+    name = info.get("model name") or info.get("cpu") or info.get("uarch") or info.get("Hardware") or ""
     ids = []
     if info.get("cpu family") and info.get("model"):
-        ids.append(f"family {info['cpu family']} model {info['model']}")
+        ids.append(f"family {info['cpu family']} model {info['model']}"
+                   + (f" stepping {info['stepping']}" if info.get("stepping") else ""))
     if info.get("CPU implementer") and info.get("CPU part"):
         ids.append(f"implementer {info['CPU implementer']} part {info['CPU part']}")
+    s390 = re.search(r"machine\s*=\s*(\w+)", info.get("processor 0", ""))
+    if s390:
+        name = name or info.get("vendor_id", "")
+        ids.append(f"machine {s390.group(1)}")
+    if not name and platform.system() == "Darwin":
+        name = _darwin_brand()
     if not name:
         name = platform.processor() or "unknown CPU"
     return " ".join(name.split()) + f" ({', '.join([arch, *ids])})"
+
+
+@functools.cache
+def _this_cpu() -> str:
+    return cpu_name(_cpuinfo())
 
 
 def hardware(device: torch.device) -> str:
@@ -120,11 +149,16 @@ def hardware(device: torch.device) -> str:
 
     CPU: the CPU model (:func:`cpu_name`) and the vector instruction set torch's
     kernels dispatch to (``torch.backends.cpu.get_cpu_capability``: a virtual machine
-    may hide AVX-512 from one CPU model and not from another). CUDA: the GPU's name,
-    compute capability and the CUDA version torch was built with.
+    may hide AVX-512 from one CPU model and not from another). GPU: its name and
+    architecture (compute capability, or the gfx target on ROCm) and the CUDA or ROCm
+    version torch was built with.
     """
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
+        name = torch.cuda.get_device_name(index)
+        if getattr(torch.version, "hip", None):
+            arch = getattr(torch.cuda.get_device_properties(index), "gcnArchName", "unknown gfx")
+            return f"{name} ({arch}, ROCm {torch.version.hip})"
         major, minor = torch.cuda.get_device_capability(index)
-        return f"{torch.cuda.get_device_name(index)} (sm_{major}{minor}, CUDA {torch.version.cuda})"
+        return f"{name} (sm_{major}{minor}, CUDA {torch.version.cuda})"
     return f"{cpu_name()} {torch.backends.cpu.get_cpu_capability()}"

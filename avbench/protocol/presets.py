@@ -98,7 +98,7 @@ PROTOCOL_DEFAULTS = {
     "eval_batch_size": 4096,
     "negatives": "batch",  # or "independent" (the reference's sampling); see protocol.trainer
     # torch CPU threads of the run: part of the settings because CPU results are bit-reproducible
-    # for a given thread count but not across counts (reductions split by thread); see protocol.run
+    # for a given thread count but not across counts (reductions split by thread); see protocol.machine
     "threads": 1,
 }
 

@@ -17,7 +17,8 @@ Marks, explained in every format's footnote:
 - ``†``: the cell's results come from several code revisions (git revisions; the avbench
   version where it ran from an installed package);
 - ``¶``: the cell's results come from several machines (CPU or GPU model, torch
-  build; ``protocol.machine``): its seeds reproduce to the bit only each on its own;
+  build; ``protocol.machine``), or some did not record theirs: its seeds reproduce to
+  the bit only each on its own;
 - ``‡``: reduced budget (fewer epochs or batches than the protocol's default);
 - ``§``: the dataset column mixes data versions (fingerprints) across methods.
 
@@ -167,7 +168,7 @@ def code(row: dict) -> str:
     """The code a result ran: its git revision, else (installed from a package, no checkout) its avbench version."""
     if row.get("git_revision"):
         return row["git_revision"]
-    return f"avbench {row['avbench_version']}" if row.get("avbench_version") else "unknown"
+    return f"avbench-{row['avbench_version']}" if row.get("avbench_version") else "unknown"
 
 
 def machine(row: dict) -> str:
@@ -390,7 +391,7 @@ def render_csv(boards: list[Board], with_reported: bool = False) -> str:
     w = csv.writer(buf)
     head = ["protocol", "protocol_mode", "features", "text_order", "metric", "method", "dataset", "mean", "std", "n",
             "ci_low", "ci_high", "rank", "mean_rank", "significance", "p_holm", "significance_test", "marks", "entry",
-            "config_hash", "data_fingerprint", "code_revisions", "machines", "reduced_budget"]
+            "config_hash", "data_fingerprint", "code_revisions", "reduced_budget", "machines"]
     if with_reported:
         head += ["reported", "reported_comparable", "delta"]
     w.writerow(head)
@@ -406,8 +407,8 @@ def render_csv(boards: list[Board], with_reported: bool = False) -> str:
                 row.append(_mean_rank(b, m))
                 row += [""] * 10 if c is None else [
                     c.significance, "" if c.p_value is None else f"{c.p_value:.4g}", TEST_NAME, c.marks, c.entry,
-                    c.config_hash, c.data_fingerprint, " ".join(c.revisions), "; ".join(c.machines),
-                    str(c.reduced).lower()]
+                    c.config_hash, c.data_fingerprint, " ".join(c.revisions), str(c.reduced).lower(),
+                    "; ".join(c.machines)]
                 if with_reported:
                     rep, delta = b.reported.get((m, d)), b.delta(m, d)
                     comp = "" if rep is None else str(bool(b.reported_match.get((m, d)))).lower()

@@ -13,7 +13,8 @@ Writes are idempotent on (entry, method, dataset, features, protocol, protocol m
 text order, config hash, seed, data fingerprint): the first result for a key is
 kept, rerunning never adds a row (an INSERT ... ON CONFLICT DO NOTHING, so
 concurrent writers cannot race). Schema creation and the migration of stores
-written before entries existed (Alembic operations, batch mode on SQLite) are
+written by earlier versions (before entries existed; without the columns added
+since, such as the machine) with Alembic operations (batch mode on SQLite) are
 serialised (a PostgreSQL advisory lock; SQLite's write lock), so several processes
 may start at once.
 """
@@ -125,9 +126,16 @@ def _pkg_version(name: str) -> str | None:
 
 
 def git_revision() -> str | None:
-    """The code's git revision (with a -dirty mark), or None outside a checkout."""
+    """The code's git revision (with a -dirty mark), or None outside avbench's own checkout
+    (an installed package inside another project's repository is not that project's code)."""
     here = Path(__file__).resolve().parent
+    source_root = here.parents[1]  # avbench/results/ -> the checkout holding the avbench package
     try:
+        top = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"], cwd=here, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        if not top or Path(top).resolve() != source_root:
+            return None
         rev = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
         ).stdout.strip()
@@ -277,6 +285,11 @@ class Store:
                 # another process created the table (or migrated it) between our check and ours: check again
                 if ("already exists" in str(e) or "duplicate column" in str(e)) and attempt < 4:
                     continue
+                if "must be owner" in str(e):
+                    raise StoreError(
+                        f"results store {self._safe_url()}: written by an earlier avbench, it needs new columns, "
+                        f"which only the owner of table {Result.__tablename__} may add: open it once as that user"
+                    ) from None
                 raise StoreError(
                     f"results store {self._safe_url()}: cannot connect or create tables ({_first_line(e)})"
                 ) from None
@@ -426,7 +439,8 @@ def _migrate(conn) -> None:
 
     op = Operations(MigrationContext.configure(conn))
     for c in missing:
-        assert c.nullable, f"column {c.name} added without a migration for old rows"
+        if not c.nullable:
+            raise StoreError(f"results store: column {c.name} has no migration for the rows already stored")
         op.add_column(Result.__tablename__, Column(c.name, c.type, nullable=True))
 
 

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from avbench import __version__
 from avbench.errors import ConfigError
 from avbench.protocol.feed import parse_bytes
 
@@ -223,7 +224,7 @@ class PreparedSweep:
             "avbench.dataset": self.dataset,
             "avbench.protocol": spec.protocol,
             "avbench.data_fingerprint": self.fingerprint,
-            "avbench.git_revision": git_revision() or "unknown",
+            "avbench.git_revision": git_revision() or f"avbench-{__version__}",  # no checkout: the package
         }
         self.tracking = spec.tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
         self.tracker = None
@@ -325,7 +326,8 @@ class PreparedSweep:
         run = self.final_run(seed)
         self.tracker.log(run, metrics={f"test_{k.lower()}": 100 * getattr(res, k) for k in ("S", "U", "HM", "ZSL")}
                          | {"beta": res.beta, "best_epoch": res.best_epoch})
-        self.tracker.set_tags(run, {"avbench.hardware": res.hardware, "avbench.torch_version": res.torch_version})
+        self.tracker.set_tags(run, {"avbench.hardware": res.hardware or "unknown",
+                                    "avbench.torch_version": res.torch_version or "unknown"})
         self.tracker.end(run)
         result_id, inserted = self.store.add(res, mlflow_run_id=run, entry=self.name, entry_kind="sweep",
                                              search_seeds=self.trial_seeds)
