@@ -247,3 +247,42 @@ def test_the_code_revision_is_avbench_s_own_checkout_only(tmp_path, monkeypatch)
                     "--allow-empty", "-m", "x"], check=True)
     monkeypatch.setattr(store, "__file__", str(pkg / "results" / "store.py"))
     assert store.git_revision() is None  # the leaderboard then tells code apart by avbench's version
+
+
+def test_a_store_needing_new_columns_opened_by_a_non_owner_is_a_one_line_error(pg_schema):
+    """Shared PostgreSQL stores: only the table's owner may add the machine column; a writer with
+    SELECT and INSERT rights gets told so, not a traceback."""
+    import uuid
+
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    url = pg_schema()
+    md = MetaData()
+    table = Table(Result.__tablename__, md, *[c._copy() for c in Result.__table__.columns if c.name != "hardware"],
+                  UniqueConstraint(*KEY_FIELDS, name="uq_avbench_result_entry_key"))
+    admin = create_engine(url)
+    md.create_all(admin)
+    role = f"avbench_writer_{uuid.uuid4().hex[:8]}"
+    schema = url.rsplit("%3D", 1)[1]
+    try:
+        with admin.begin() as c:
+            c.execute(text(f"CREATE ROLE {role} LOGIN"))
+            c.execute(text(f"GRANT USAGE ON SCHEMA {schema} TO {role}"))
+            c.execute(text(f"GRANT SELECT, INSERT ON {schema}.{Result.__tablename__} TO {role}"))
+        writer = make_url(url).set(username=role).render_as_string(hide_password=False)
+        with pytest.raises(StoreError, match="only the owner of table avbench_results may add: open it once as"):
+            Store(writer)
+        Store(url)  # the owner adds the column
+        store = Store(writer)  # then the writer can open it, and write once it may use the id sequence
+        with pytest.raises(StoreError, match="permission denied for sequence avbench_results_id_seq"):
+            store.add_rows([make_row(seed=0)])
+        with admin.begin() as c:
+            c.execute(text(f"GRANT USAGE ON SEQUENCE {schema}.avbench_results_id_seq TO {role}"))
+        store.add_rows([make_row(seed=0, hardware="AMD EPYC (x86_64, family 25 model 1 stepping 1) AVX2")])
+        assert store.rows(columns=["hardware"])[0]["hardware"].startswith("AMD EPYC")
+    finally:
+        with admin.begin() as c:
+            c.execute(text(f"DROP OWNED BY {role}"))
+            c.execute(text(f"DROP ROLE {role}"))
+        admin.dispose()

@@ -46,7 +46,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from avbench import __version__
@@ -337,7 +337,7 @@ class Store:
                             select(Result.id).filter_by(**{k: row[k] for k in KEY_FIELDS})
                         ).scalar_one()
                     out.append((int(rid), inserted))
-        except OperationalError as e:
+        except DBAPIError as e:  # unreachable, locked, or no right to write (e.g. a PostgreSQL role without INSERT)
             raise StoreError(f"results store {self._safe_url()}: {_first_line(e)}") from None
         return out
 
