@@ -184,8 +184,11 @@ def test_seeds_from_several_machines_in_one_entry_are_flagged_in_every_format():
     assert "machines AMD EPYC (x86_64, family 25 model 1) AVX2, torch 2.13.0+cpu;" in lb.render([b], "html")
     (r,) = list(csv.DictReader(io.StringIO(lb.render([b], "csv"))))
     assert r["machines"].count("AMD EPYC") == 2 and "¶" in r["marks"]
-    _, one = _cell([make_row(seed=0, **ZEN3), make_row(seed=1, **ZEN3)])
+    b1, one = _cell([make_row(seed=0, **ZEN3), make_row(seed=1, **ZEN3)])
     assert "¶" not in one.marks and one.machines == ["AMD EPYC (x86_64, family 25 model 1) AVX2, torch 2.13.0+cpu"]
+    # one machine: no mark, and the footnote still says where the numbers were computed
+    assert b1.note.endswith("; computed on AMD EPYC (x86_64, family 25 model 1) AVX2, torch 2.13.0+cpu")
+    assert "computed on AMD EPYC" in lb.render([b1], "md") and "computed on AMD EPYC" in lb.render([b1], "tex")
     # the same CPU with another torch build rounds differently too
     _, torches = _cell([make_row(seed=0, **ZEN3), make_row(seed=1, **dict(ZEN3, torch_version="2.14.1"))])
     assert "¶" in torches.marks

@@ -142,9 +142,9 @@ class Board:
         revs = sorted({r for c in self.cells.values() if len(c.revisions) > 1 for r in c.revisions})
         if revs:
             s += f" (revisions {', '.join(revs)})"
-        machines = sorted({x for c in self.cells.values() if len(c.machines) > 1 for x in c.machines})
-        if machines:
-            s += f" (machines: {'; '.join(machines)})"
+        machines = sorted({x for c in self.cells.values() for x in c.machines})
+        if machines:  # what a reader needs to reproduce a seed to the bit (see protocol.machine)
+            s += f"; computed on {' · '.join(machines)}"
         if self.reported_sources:
             s += "; reported: " + "; ".join(self.reported_sources)
         return s
