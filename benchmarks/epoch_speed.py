@@ -5,7 +5,10 @@ dimensions (audio 512, video 512, text 300; 30 training classes); the validation
 pass scores 353 + 1467 videos (UCF's val seen + val unseen) against 42 classes
 over the 16-value β grid. Prints one JSON line:
 
-    {"device": ..., "epoch_s": ..., "val_s": ..., "protocol": ...}
+    {"device": ..., "epoch_s": ..., "val_s": ..., "protocol": ..., "machine": ...}
+
+(``machine``: the CPU or GPU model, see ``avbench.protocol.machine``; a time means
+little without it.)
 
 ``--protocol reference`` times AVCA's reference protocol (its code's extra
 BatchNorm passes, independent negatives, the β of every output); the default is
@@ -29,7 +32,7 @@ from avbench.methods import get_method
 from avbench.methods.base import Dims
 from avbench.protocol.metrics import beta_grid
 from avbench.protocol.presets import PLATFORM_OPTIONS, PROTOCOLS, get_preset, resolve_protocol
-from avbench.protocol.machine import pick_device
+from avbench.protocol.machine import hardware, pick_device
 from avbench.protocol.run import resolve_config
 from avbench.protocol.trainer import EvalSet, TrainSet, train, validation_record
 
@@ -79,7 +82,7 @@ def main() -> None:
     print(json.dumps({"device": str(dev), "epoch_s": round(epoch_s, 3), "epoch_cpu_s": round(epoch_cpu_s, 3),
                       "val_s": round(val_s, 4),
                       "protocol": args.protocol, "mode": mode, "negatives": cfg["negatives"],
-                      "bn_passes": cfg["bn_passes"], "threads": torch.get_num_threads(),
+                      "bn_passes": cfg["bn_passes"], "threads": torch.get_num_threads(), "machine": hardware(dev),
                       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
 
 
