@@ -151,6 +151,8 @@ def cmd_run(args) -> int:
 def _print_result(summary: dict, result) -> None:
     from rich.table import Table
 
+    from avbench.results.store import machine
+
     t = Table(title=f"{summary['method']} on {summary['dataset']} ({summary['protocol']}, seed {summary['seed']})")
     for col in ("S", "U", "HM", "ZSL", "best epoch", "β"):
         t.add_column(col, justify="right")
@@ -168,7 +170,7 @@ def _print_result(summary: dict, result) -> None:
         f"test metrics ×100; epoch and β chosen on validation (val HM {100 * result.val['HM']:.2f}); "
         f"stage 2 trained {result.stage2_epochs} epochs; text order {summary['text_order']}; "
         f"data {summary['data_fingerprint']}; {summary['seconds']:.1f} s on {result.device} "
-        f"({result.hardware or 'unknown machine'}, torch {result.torch_version or 'unknown'})"
+        f"({machine({'hardware': result.hardware, 'torch_version': result.torch_version})})"
     )
 
 
@@ -200,8 +202,7 @@ def cmd_leaderboard(args) -> int:
 def cmd_results(args) -> int:
     from rich.table import Table
 
-    from avbench.results import leaderboard as lb
-    from avbench.results.store import Store
+    from avbench.results.store import Store, code, machine
 
     store = Store(args.db, args.home)
     if args.results_command == "delete":
@@ -229,14 +230,14 @@ def cmd_results(args) -> int:
                      else "left")
     machines: dict[str, str] = {}  # a short label per machine; the legend under the table names them
     for r in rows:
-        label = machines.setdefault(lb.machine(r), f"m{len(machines) + 1}")
+        label = machines.setdefault(machine(r), f"m{len(machines) + 1}")
         proto = r["protocol"] + ("" if r["protocol_mode"] == "platform" else f" ({r['protocol_mode']})")
         entry = r["entry"] + (" [sweep]" if r["entry_kind"] == "sweep" else "") + \
             (" [reduced budget]" if r["reduced_budget"] else "")
         seed = str(r["seed"]) + (f" (search {r['search_seeds']})" if r["search_seeds"] else "")
         t.add_row(str(r["id"]), entry, r["method"], f"{r['dataset']}-{r['features']}", f"{proto} / {r['text_order']}",
                   seed, *(f"{r[k]:.2f}" for k in ("S", "U", "HM", "ZSL")), f"{r['beta']:.2f}",
-                  str(r["best_epoch"]), r["config_hash"][:8], lb.code(r),
+                  str(r["best_epoch"]), r["config_hash"][:8], code(r),
                   "-" if r["threads"] is None else str(r["threads"]), label)
     con = _console()
     con.print(t)

@@ -41,14 +41,15 @@ import numpy as np
 
 from avbench.errors import ConfigError
 from avbench.results.stats import TEST_NAME, bootstrap_ci, ranks, versus_best
+from avbench.results.store import code, machine
 
 METRICS = ("HM", "ZSL", "S", "U")
 FORMATS = ("table", "md", "csv", "tex", "html")
 DATASET_ORDER = ("vggsound", "ucf", "activitynet")
 DATASET_TITLES = {"vggsound": "VGGSound-GZSL", "ucf": "UCF-GZSL", "activitynet": "ActivityNet-GZSL"}
 ROW_COLUMNS = ["id", "entry", "entry_kind", "method", "dataset", "features", "protocol", "protocol_mode",
-               "text_order", "config_hash", "data_fingerprint", "git_revision", "avbench_version", "reduced_budget", "seed",
-               "search_seeds", "hardware", "torch_version", "created_at"]
+               "text_order", "config_hash", "data_fingerprint", "git_revision", "avbench_version", "reduced_budget",
+               "seed", "search_seeds", "hardware", "torch_version", "created_at"]
 MARKS = {
     "tied": ("≈", f"not significantly different from the best of the dataset ({TEST_NAME})"),
     "revisions": ("†", "results of several code revisions in one cell"),
@@ -162,18 +163,6 @@ def _dataset_sort_key(d: str):
 
 def _stamp(r: dict):
     return (r["created_at"], r.get("id", 0))
-
-
-def code(row: dict) -> str:
-    """The code a result ran: its git revision, else (installed from a package, no checkout) its avbench version."""
-    if row.get("git_revision"):
-        return row["git_revision"]
-    return f"avbench-{row['avbench_version']}" if row.get("avbench_version") else "unknown"
-
-
-def machine(row: dict) -> str:
-    """The machine a result ran on, as a cell lists it ("unknown" where the store did not record it)."""
-    return f"{row.get('hardware') or 'unknown machine'}, torch {row.get('torch_version') or 'unknown'}"
 
 
 def choose_groups(rows: list[dict], entries: list[str] | None = None) -> dict[tuple, list[dict]]:

@@ -149,6 +149,20 @@ def git_revision() -> str | None:
         return None
 
 
+def code(row: dict) -> str:
+    """The code a result (a store row) ran: its git revision, else (installed from a package,
+    no checkout) its avbench version."""
+    if row.get("git_revision"):
+        return row["git_revision"]
+    return f"avbench-{row['avbench_version']}" if row.get("avbench_version") else "unknown"
+
+
+def machine(row: dict) -> str:
+    """The machine a result (a store row, or a run's fields) ran on, as the leaderboard and
+    ``avbench`` print it ("unknown" where it was not recorded)."""
+    return f"{row.get('hardware') or 'unknown machine'}, torch {row.get('torch_version') or 'unknown'}"
+
+
 def environment() -> dict:
     return {
         "avbench_version": __version__,

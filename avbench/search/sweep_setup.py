@@ -169,7 +169,7 @@ class PreparedSweep:
         from avbench.methods import get_method
         from avbench.protocol.presets import resolve_protocol
         from avbench.protocol.run import resolve_config
-        from avbench.results.store import Store, git_revision
+        from avbench.results.store import Store, code, git_revision
         from avbench.search.space import load_space
 
         self.t_start = time.time()
@@ -224,7 +224,7 @@ class PreparedSweep:
             "avbench.dataset": self.dataset,
             "avbench.protocol": spec.protocol,
             "avbench.data_fingerprint": self.fingerprint,
-            "avbench.git_revision": git_revision() or f"avbench-{__version__}",  # no checkout: the package
+            "avbench.git_revision": code({"git_revision": git_revision(), "avbench_version": __version__}),
         }
         self.tracking = spec.tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
         self.tracker = None
