@@ -1,5 +1,7 @@
 """Results record the machine that computed them (protocol.machine)."""
 
+import os
+
 import pytest
 import torch
 
@@ -96,6 +98,28 @@ def test_a_run_gives_back_the_callers_thread_count_and_deterministic_mode():
             run_protocol(load_benchmark("synthetic"), "avca", overrides=tiny, on_epoch=on_epoch)
         assert seen == [(1, True), (1, True)]  # inside the run: its settings
         assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()) == (2, False)
+    finally:
+        torch.set_num_threads(before[0])
+        torch.use_deterministic_algorithms(before[1])
+
+
+def test_a_cuda_runs_cublas_workspace_setting_is_given_back(monkeypatch):
+    from avbench.protocol.machine import make_deterministic, torch_settings_restored
+
+    before = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled())
+    try:
+        monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+        with torch_settings_restored():
+            make_deterministic(1, torch.device("cuda"))  # sets flags and the environment only
+            assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+            assert torch.is_deterministic_algorithms_warn_only_enabled()
+        assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+        monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")  # the caller's own value stays
+        with torch_settings_restored():
+            make_deterministic(1, torch.device("cuda"))
+            assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+        assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()) == before
     finally:
         torch.set_num_threads(before[0])
         torch.use_deterministic_algorithms(before[1])

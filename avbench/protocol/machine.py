@@ -57,9 +57,10 @@ def torch_settings_restored() -> Iterator[None]:
 
     A run sets both for itself (:func:`make_deterministic`); a library caller (a
     notebook that runs the protocol, then trains something else) gets its own back,
-    also when the run fails. (``CUBLAS_WORKSPACE_CONFIG``, which a CUDA run sets where it
-    was unset, stays in the environment.)
+    also when the run fails; and ``CUBLAS_WORKSPACE_CONFIG``, which a CUDA run sets where it
+    was unset, is unset again.
     """
+    workspace = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
     threads = torch.get_num_threads()
     deterministic = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
@@ -68,6 +69,10 @@ def torch_settings_restored() -> Iterator[None]:
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        if workspace is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+        else:
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = workspace
 
 
 def pick_device(device: str | None) -> torch.device:
