@@ -15,7 +15,7 @@ BatchNorm passes, independent negatives, the β of every output); the default is
 the platform mode (preset avca2022).
 Targets on a 2-core CPU: epoch + validation <= 24 s, validation <= 0.25 s (platform mode).
 Usage: python benchmarks/epoch_speed.py [--device cpu|cuda] [--batches 500] [--negatives batch|independent]
-       [--protocol avca2022|reference]
+       [--protocol avca2022|reference] [--threads N]
 """
 
 from __future__ import annotations
@@ -45,7 +45,13 @@ def main() -> None:
                     help="default: the protocol's (batch; independent in reference mode)")
     ap.add_argument("--protocol", default="avca2022", choices=PROTOCOLS)
     ap.add_argument("--repeats", type=int, default=20, help="validation passes to average")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads (default: torch's, one per core; `avbench run` defaults to 1)")
     args = ap.parse_args()
+    if args.threads is not None:
+        if args.threads < 1:
+            ap.error(f"--threads {args.threads}: expected a positive number of threads")
+        torch.set_num_threads(args.threads)
     preset, options, mode = resolve_protocol("avca", args.protocol, "ucf", "main")
     rules = {**PLATFORM_OPTIONS, **options}
     dev = pick_device(args.device)
