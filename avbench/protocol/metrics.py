@@ -22,8 +22,12 @@ EPS = float(np.finfo(np.float64).eps)
 
 
 def beta_grid(stop: float, num: int) -> torch.Tensor:
-    """``num`` evenly spaced β values from 0 to ``stop`` inclusive."""
-    return torch.linspace(0.0, float(stop), int(num), dtype=torch.float64)
+    """``num`` evenly spaced β values from 0 to ``stop`` inclusive: the public codes' float32
+    ``torch.linspace(0, stop, num)`` (AVCA-GZSL src/utils.py get_best_evaluation L221-225,
+    ClipClap-GZSL src/utils.py L312-316), held in float64. A float64 grid rounded to
+    float32 differs from it by one ulp in 27 of ClipClap's 76 values (e.g. its 0.2 is
+    0.20000001788), which can flip a prediction on a float32 rounding boundary."""
+    return torch.linspace(0.0, float(stop), int(num), dtype=torch.float32).to(torch.float64)
 
 
 BETA_RULES = ("predictor", "mean")
