@@ -3,7 +3,7 @@
 Fills a fresh SQLite store (or --db URL) with 10,000 results: 12 methods x 3
 datasets x 2 feature sets x 2 protocols x 2 text orders x ~35 seeds, then times
 what `avbench leaderboard` does: the query, compiling every table (means, stds,
-bootstrap CIs, ranks, significance tests) and rendering. Prints one JSON line. Target <= 1 s on a
+confidence intervals, ranks, significance tests) and rendering. Prints one JSON line. Target <= 1 s on a
 2-core machine.
 """
 

@@ -171,6 +171,24 @@ def test_a_final_on_a_search_seed_is_never_shown():
     assert (c.n, c.values) == (2, [51.0, 52.0])
 
 
+def test_a_final_on_another_sweeps_search_seed_in_the_same_entry_is_never_shown():
+    # two sweeps wrote one entry and chose one configuration: the first searched on seed 0
+    # and ran finals 1-3, the second searched on seeds 0-2 and ran finals 3-5
+    rows = _sweep([1, 2, 3], 50.0, search_seeds=[0]) + _sweep([4, 5], 50.0, created=100, search_seeds=[0, 1, 2])
+    _, c = _cell(rows)
+    assert c.values == [53.0, 54.0, 55.0]  # seeds 1 and 2 chose the configuration in the second sweep
+
+
+def test_a_dataset_mixing_data_versions_is_marked_in_its_title():
+    rows = [make_row("avca", seed=0, HM=30.0), make_row("ale", seed=0, HM=20.0, data_fingerprint="other")]
+    b = lb.compile_boards(rows)[0]
+    assert b.mixed_data == ["ucf"]
+    for fmt, title in (("md", "UCF-GZSL § mean"), ("tex", r"UCF-GZSL \S{}"), ("html", "UCF-GZSL §")):
+        assert title in lb.render([b], fmt)
+    tex = lb.render([b], "tex")
+    assert "Student" not in tex and "95%" not in tex  # the TeX table has no CI column, nor its footnote
+
+
 ZEN3 = {"hardware": "AMD EPYC (x86_64, family 25 model 1) AVX2", "torch_version": "2.13.0+cpu"}
 ZEN4 = {"hardware": "AMD EPYC (x86_64, family 25 model 17) AVX512", "torch_version": "2.13.0+cpu"}
 

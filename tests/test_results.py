@@ -111,7 +111,8 @@ def test_cells_ranks_and_separate_tables():
     assert b.datasets == ["ucf", "activitynet"]
     c = b.cells[("avca", "ucf")]
     assert (c.mean, c.std, c.n) == (32.0, 2.0, 3)
-    assert 30.0 <= c.ci_low <= c.mean <= c.ci_high <= 34.0
+    # Student's t interval of the mean, 2 degrees of freedom: 32 ± 4.303 · 2/√3
+    assert (c.ci_low, c.ci_high) == pytest.approx((32.0 - 4.9683, 32.0 + 4.9683), abs=1e-4)
     ale = b.cells[("ale", "ucf")]
     assert (ale.mean, ale.n) == (22.0, 2)  # the old config's 90 is not mixed in
     assert (c.rank, ale.rank) == (1, 2)
@@ -119,7 +120,7 @@ def test_cells_ranks_and_separate_tables():
     assert b.mean_rank == {"avca": 1.5, "ale": 1.5}
     assert b.methods == ["ale", "avca"]  # tie on mean rank: by name
     single = b.cells[("ale", "activitynet")]
-    assert (single.std, single.ci_low, single.ci_high) == (0.0, 12.0, 12.0)
+    assert single.n == 1 and all(x != x for x in (single.std, single.ci_low, single.ci_high))  # NaN: no spread
     assert _board(boards, "clipclap2024").cells[("avca", "ucf")].mean == 40.0
 
 
@@ -197,7 +198,7 @@ def test_html_page_renders_and_sorts_in_headless_chromium(tmp_path):
     assert order == ["alpha", "mid", "zeta"]
     positions = [dom.index(f'data-method="{m}"') for m in ("alpha", "mid", "zeta")]
     assert positions == sorted(positions)
-    assert "50.00 ± 0.00 (1)" in dom
+    assert "50.00 (1)" in dom and "± 0.00 (1)" not in dom  # one seed: no spread shown
 
 
 # ----------------------------------------------------------------------------- CLI and plots
@@ -226,3 +227,41 @@ def test_run_stores_results_and_leaderboard_shows_them(tmp_path, capsys):
     assert all(p.stat().st_size > 1000 for p in figs.iterdir())
     assert main(["plot", "beta", "--result", "999", "--db", db]) == 2
     assert "no such result" in capsys.readouterr().err
+
+
+def test_the_ci_of_two_seeds_is_the_t_interval_not_their_range():
+    from scipy import stats
+
+    b = lb.compile_boards([make_row(seed=0, HM=28.0), make_row(seed=1, HM=32.0)])[0]
+    c = b.cells[("avca", "ucf")]
+    assert (c.ci_low, c.ci_high) == pytest.approx(stats.t.interval(0.95, 1, loc=30.0, scale=2.0))  # 30 ± 25.4
+    assert c.ci_low < 5.0 and c.ci_high > 55.0  # a bootstrap would have said [28, 32]
+    assert "[4.59, 55.41]" in lb.render([b], "md")
+    assert "Student's t" in b.note and "bootstrap" not in b.note
+
+
+def test_one_seed_shows_no_spread_in_any_format():
+    import json
+
+    b = lb.compile_boards([make_row(seed=0, HM=12.0), make_row("ale", seed=0, HM=10.0),
+                           make_row("ale", seed=1, HM=11.0)])[0]
+    md = lb.render([b], "md")
+    assert "| avca | 12.00 (1) |  |" in md and "± nan" not in md  # mean (n), no ± and no CI
+    (r,) = [r for r in csv.DictReader(io.StringIO(lb.render([b], "csv"))) if r["method"] == "avca"]
+    assert (r["mean"], r["std"], r["n"], r["ci_low"], r["ci_high"]) == ("12.0000", "", "1", "", "")
+    assert "12.00 (1)" in lb.render([b], "tex") and "nan" not in lb.render([b], "tex")
+    assert ">nan" not in lb.render([b], "html").lower()
+    cell = [c for c in json.loads(lb.to_json([b]))[0]["cells"] if c["method"] == "avca"][0]
+    assert (cell["std"], cell["ci_low"], cell["ci_high"]) == (None, None, None)  # valid JSON, no NaN
+
+
+def test_mean_rank_is_over_every_dataset_of_the_table():
+    rows = [make_row("x", "ucf", 0, 50.0), make_row("x", "vggsound", 0, 20.0),
+            make_row("y", "ucf", 0, 40.0), make_row("y", "vggsound", 0, 10.0),
+            make_row("z", "vggsound", 0, 30.0)]  # z: only the one dataset, where it is best
+    b = lb.compile_boards(rows)[0]
+    assert b.cells[("z", "vggsound")].rank == 1  # per-dataset rank among all its methods
+    assert b.mean_rank == {"x": 1.0, "y": 2.0}  # z has no mean rank: not ranked above x on one dataset
+    assert b.methods == ["x", "y", "z"]  # methods without a mean rank last
+    (z,) = [line for line in lb.render([b], "md").splitlines() if line.startswith("| z |")]
+    assert z.endswith("|  |")  # its mean-rank column is empty

@@ -4,8 +4,8 @@ Rows are methods, column groups are datasets. A table holds results of one proto
 (preset and mode: platform or reference), one feature set and one text order.
 
 A cell shows one *entry* (see ``results.store``) of one configuration on one data
-version: the mean ± std over its seeds with n, and a 95 % percentile-bootstrap CI of
-that mean. Per (method, dataset) the cell shown is, by default, the latest full-budget
+version: the mean ± std over its seeds with n, and the 95 % confidence interval of
+that mean (Student's t, ``results.stats.mean_ci``; a single seed has neither std nor CI). Per (method, dataset) the cell shown is, by default, the latest full-budget
 sweep entry, else the latest full-budget entry, else the latest reduced-budget entry
 (marked; a reduced-budget entry never displaces a full-budget one); ``entries``
 selects explicitly. The best configuration is never chosen by its test numbers.
@@ -23,7 +23,8 @@ Marks, explained in every format's footnote:
 - ``§``: the dataset column mixes data versions (fingerprints) across methods.
 
 Methods are ranked per dataset (average rank on ties) and by their mean rank across
-datasets. Published numbers (``--reported``) are shown in every table of their feature
+the table's datasets, which only a method with a result on every one of them gets (its
+ranks among those methods). Published numbers (``--reported``) are shown in every table of their feature
 set, with a Δ only where the table's protocol and text order are the source's.
 """
 
@@ -40,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from avbench.errors import ConfigError
-from avbench.results.stats import TEST_NAME, bootstrap_ci, ranks, versus_best
+from avbench.results.stats import CI_NAME, TEST_NAME, mean_ci, ranks, versus_best
 from avbench.results.store import code, machine
 
 METRICS = ("HM", "ZSL", "S", "U")
@@ -133,8 +134,13 @@ class Board:
 
     @property
     def note(self) -> str:
-        s = ("mean ± std over seeds (n), 95% bootstrap CI of the mean; rank per dataset; mean rank across datasets; "
-             f"significance: {TEST_NAME}, ≈ marks methods not significantly different from the best")
+        return self.footnote()
+
+    def footnote(self, with_ci: bool = True) -> str:
+        """What the table shows and its marks (``with_ci=False``: for a format without the CI column)."""
+        s = "mean ± std over seeds (n)" + (f", {CI_NAME}" if with_ci else "")
+        s += ("; rank per dataset; mean rank across datasets (methods with every dataset); "
+              f"significance: {TEST_NAME}, ≈ marks methods not significantly different from the best")
         for key in self.used_marks():
             if key != "tied":
                 s += f"; {MARKS[key][0]} {MARKS[key][1]}"
@@ -169,9 +175,12 @@ def choose_groups(rows: list[dict], entries: list[str] | None = None) -> dict[tu
     """The rows each leaderboard cell shows, keyed (protocol, mode, features, text order, method, dataset).
 
     Rows are grouped by entry, configuration and data version (a group never mixes
-    them); a result on one of its sweep's search seeds is left out. Per cell: with ``entries``, the latest group of those entries; otherwise
-    the latest full-budget sweep group, else the latest full-budget group, else the
-    latest reduced-budget group.
+    them). A result on a seed that chose the configuration is left out: its own
+    sweep's search seeds, and those of every result of its group (two sweeps that wrote
+    one entry and chose one configuration, one's finals on the other's search seeds).
+    Per cell, the latest full-budget sweep group, else the latest full-budget group,
+    else the latest reduced-budget group; ``entries`` restricts the groups that compete
+    to those entries'.
     """
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
@@ -182,6 +191,11 @@ def choose_groups(rows: list[dict], entries: list[str] | None = None) -> dict[tu
         key = (r["entry"], r["config_hash"], r["data_fingerprint"], r["protocol"], r.get("protocol_mode", "platform"),
                r["features"], r["text_order"], r["method"], r["dataset"])
         groups[key].append(r)
+    for key, members in list(groups.items()):
+        searched = {s for x in members for s in (x.get("search_seeds") or ())}
+        groups[key] = [x for x in members if x["seed"] not in searched]
+        if not groups[key]:
+            del groups[key]
     chosen: dict[tuple, tuple] = {}
     for key, members in groups.items():
         _, _, _, p, mode, f, t, m, d = key
@@ -216,10 +230,10 @@ def compile_boards(
     for (p, mode, f, t, m, d), members in choose_groups(rows, entries).items():
         members = sorted(members, key=lambda r: r["seed"])
         v = np.asarray([float(r[metric]) for r in members], dtype=np.float64)
-        lo, hi = bootstrap_ci(v)
+        lo, hi = mean_ci(v)
         first = members[0]
         tables[(p, mode, f, t)][(m, d)] = Cell(
-            float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, len(v), lo, hi,
+            float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else float("nan"), len(v), lo, hi,
             entry=first["entry"], entry_kind=first.get("entry_kind", "run"), config_hash=first["config_hash"],
             data_fingerprint=first["data_fingerprint"],
             revisions=sorted({code(r) for r in members}),
@@ -240,7 +254,11 @@ def compile_boards(
             if len({c.data_fingerprint for c in here.values()}) > 1:
                 mixed.append(d)
         methods = sorted({m for m, _ in cells})
-        mean_rank = {m: float(np.mean([cells[(m, d)].rank for d in ds if (m, d) in cells])) for m in methods}
+        # mean rank: methods with a result on every dataset, ranked among themselves (a method
+        # missing a hard dataset would otherwise rank on its easy ones only)
+        complete = [m for m in methods if all((m, d) in cells for d in ds)]
+        per_ds = [ranks({m: cells[(m, d)].mean for m in complete}) for d in ds] if complete else []
+        mean_rank = {m: float(np.mean([r[m] for r in per_ds])) for m in complete}
         board = Board(p, f, t, metric, ds, methods, cells, mean_rank, protocol_mode=mode, mixed_data=mixed)
         if reported:
             attach_reported(board, reported, want)
@@ -287,7 +305,15 @@ def _fmt(x: float | None, nd: int = 2) -> str:
 
 
 def _cell_text(c: Cell | None) -> str:
-    return "–" if c is None else f"{c.mean:.2f} ± {c.std:.2f} ({c.n}){c.marks}"
+    if c is None:
+        return "–"
+    spread = f" ± {c.std:.2f}" if c.n > 1 else ""  # one seed: no spread to show
+    return f"{c.mean:.2f}{spread} ({c.n}){c.marks}"
+
+
+def _title(board: Board, d: str) -> str:
+    """A dataset's column title, marked § where its cells come from several data versions."""
+    return DATASET_TITLES.get(d, d) + (" §" if d in board.mixed_data else "")
 
 
 def _reported_text(board: Board, m: str, d: str) -> str:
@@ -302,7 +328,7 @@ def _reported_text(board: Board, m: str, d: str) -> str:
 
 
 def _ci_text(c: Cell | None) -> str:
-    return "" if c is None else f"[{c.ci_low:.2f}, {c.ci_high:.2f}]"
+    return "" if c is None or c.n < 2 else f"[{c.ci_low:.2f}, {c.ci_high:.2f}]"
 
 
 def _columns(board: Board, with_reported: bool) -> list[tuple[str, str]]:
@@ -346,7 +372,7 @@ def render_table(boards: list[Board], with_reported: bool = False):
         t = Table(title=b.title, caption=b.note, show_lines=True)
         t.add_column("method", style="bold")
         for d in b.datasets:
-            t.add_column(DATASET_TITLES.get(d, d), justify="right")
+            t.add_column(_title(b, d), justify="right")
             if with_reported:
                 t.add_column("reported (Δ)", justify="right")
         t.add_column("mean rank", justify="right")
@@ -366,7 +392,7 @@ def render_md(boards: list[Board], with_reported: bool = False) -> str:
     parts = []
     for b in boards:
         cols = _columns(b, with_reported)
-        head = ["method"] + [f"{DATASET_TITLES.get(d, d)} {s}" for d, s in cols] + ["mean rank"]
+        head = ["method"] + [f"{_title(b, d)} {s}" for d, s in cols] + ["mean rank"]
         lines = [f"### {b.title}", "", "| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
         for m in b.methods:
             lines.append("| " + " | ".join([m] + [_value(b, m, d, s) for d, s in cols] + [_mean_rank(b, m)]) + " |")
@@ -392,7 +418,7 @@ def render_csv(boards: list[Board], with_reported: bool = False) -> str:
                     continue
                 row = [b.protocol, b.protocol_mode, b.features, b.text_order, b.metric, m, d]
                 row += ["", "", "", "", "", ""] if c is None else [
-                    f"{c.mean:.4f}", f"{c.std:.4f}", c.n, f"{c.ci_low:.4f}", f"{c.ci_high:.4f}", f"{c.rank:g}"]
+                    f"{c.mean:.4f}", _fmt(c.std, 4), c.n, _fmt(c.ci_low, 4), _fmt(c.ci_high, 4), f"{c.rank:g}"]
                 row.append(_mean_rank(b, m))
                 row += [""] * 10 if c is None else [
                     c.significance, "" if c.p_value is None else f"{c.p_value:.4g}", TEST_NAME, c.marks, c.entry,
@@ -427,7 +453,7 @@ def render_tex(boards: list[Board], with_reported: bool = False) -> str:
             "% " + _tex_escape(b.title),
             r"\begin{tabular}{" + spec + "}",
             r"\toprule",
-            " & ".join(["Method"] + [rf"\multicolumn{{{per}}}{{c}}{{{_tex_escape(DATASET_TITLES.get(d, d))}}}" for d in b.datasets] + ["Mean rank"]) + r" \\",
+            " & ".join(["Method"] + [rf"\multicolumn{{{per}}}{{c}}{{{_tex_escape(_title(b, d))}}}" for d in b.datasets] + ["Mean rank"]) + r" \\",
         ]
         rules = " ".join(rf"\cmidrule(lr){{{2 + i * per}-{1 + (i + 1) * per}}}" for i in range(len(b.datasets)))
         lines.append(rules)
@@ -442,7 +468,7 @@ def render_tex(boards: list[Board], with_reported: bool = False) -> str:
                 if c is None:
                     cells += ["--", ""]
                 else:
-                    txt = rf"{c.mean:.2f} $\pm$ {c.std:.2f} ({c.n})"
+                    txt = _tex_escape(f"{c.mean:.2f}{f' ± {c.std:.2f}' if c.n > 1 else ''} ({c.n})")
                     txt = rf"\textbf{{{txt}}}" if c.rank == best[d] else txt
                     if c.marks:
                         txt += "$^{" + "".join(_tex_escape(x).strip("$") for x in c.marks) + "}$"
@@ -451,7 +477,7 @@ def render_tex(boards: list[Board], with_reported: bool = False) -> str:
                     cells.append(_tex_escape(_reported_text(b, m, d)))
             cells.append(_mean_rank(b, m))
             lines.append(" & ".join(cells) + r" \\")
-        lines += [r"\bottomrule", r"\end{tabular}", "", r"\par\footnotesize " + _tex_escape(b.note), ""]
+        lines += [r"\bottomrule", r"\end{tabular}", "", r"\par\footnotesize " + _tex_escape(b.footnote(with_ci=False)), ""]
         parts.append("\n".join(lines))
     return "\n".join(parts)
 
@@ -509,7 +535,7 @@ def render_html(boards: list[Board], with_reported: bool = False) -> str:
         subs = len(cols) // max(len(b.datasets), 1)
         out.append(f"<h2>{e(b.title)}</h2>")
         out.append(f'<table class="board" id="board-{i}"><thead><tr><th></th>')
-        out += [f'<th class="group" colspan="{subs}">{e(DATASET_TITLES.get(d, d))}</th>' for d in b.datasets]
+        out += [f'<th class="group" colspan="{subs}">{e(_title(b, d))}</th>' for d in b.datasets]
         out.append("<th></th></tr><tr>")
         out.append('<th data-key="method" data-numeric="0">method</th>')
         for d, s in cols:
@@ -587,7 +613,9 @@ def to_json(boards: list[Board]) -> str:
                 "text_order": b.text_order,
                 "metric": b.metric,
                 "cells": [
-                    {"method": m, "dataset": d, **c.__dict__} for (m, d), c in sorted(b.cells.items())
+                    {"method": m, "dataset": d, **{k: None if isinstance(v, float) and v != v else v
+                                                   for k, v in c.__dict__.items()}}  # NaN (one seed): null
+                    for (m, d), c in sorted(b.cells.items())
                 ],
                 "mean_rank": b.mean_rank,
             }

@@ -1,6 +1,6 @@
 """Figures from the results store (matplotlib, written as PNG and SVG).
 
-- ``metric_bars``: a metric per method and dataset, with 95 % bootstrap CI bars;
+- ``metric_bars``: a metric per method and dataset, with bars of the 95 % CI of the mean over seeds (Student's t);
 - ``beta_curve``: S versus U over the β grid for one result (the test curve, the
   β chosen on validation marked);
 - ``val_per_epoch``: validation HM per stage-1 epoch for one run (best epoch marked).
@@ -14,6 +14,7 @@ import numpy as np
 
 from avbench.errors import DataError
 from avbench.results.leaderboard import DATASET_TITLES, Board
+from avbench.results.stats import CI_NAME
 
 
 def _plt():
@@ -49,13 +50,14 @@ def metric_bars(boards: list[Board], out_dir: str | Path) -> list[Path]:
         x = np.arange(len(methods))
         for j, d in enumerate(b.datasets):
             means = [b.cells[(m, d)].mean if (m, d) in b.cells else np.nan for m in methods]
-            lo = [b.cells[(m, d)].mean - b.cells[(m, d)].ci_low if (m, d) in b.cells else 0 for m in methods]
-            hi = [b.cells[(m, d)].ci_high - b.cells[(m, d)].mean if (m, d) in b.cells else 0 for m in methods]
+            cells = [b.cells.get((m, d)) for m in methods]  # one seed or none: no CI bar
+            lo = [c.mean - c.ci_low if c is not None and c.n > 1 else 0 for c in cells]
+            hi = [c.ci_high - c.mean if c is not None and c.n > 1 else 0 for c in cells]
             ax.bar(x + (j - (len(b.datasets) - 1) / 2) * width, means, width, yerr=[lo, hi], capsize=3,
                    label=DATASET_TITLES.get(d, d))
         ax.set_xticks(x, methods, rotation=30, ha="right")
         ax.set_ylabel(f"{b.metric} (×100)")
-        ax.set_title(f"{b.metric}, 95% bootstrap CI over seeds\n{b.protocol} · {b.features} · text {b.text_order}",
+        ax.set_title(f"{b.metric}, {CI_NAME} over seeds\n{b.protocol} · {b.features} · text {b.text_order}",
                      fontsize=10)
         ax.legend(fontsize=8)
         stem = f"{b.metric.lower()}_{b.protocol}_{b.features}_{b.text_order}" if len(boards) > 1 else b.metric.lower()

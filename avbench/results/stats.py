@@ -1,7 +1,12 @@
 """The leaderboard's statistics, from maintained libraries (scipy, statsmodels, scikit-posthocs).
 
-- :func:`bootstrap_ci`: 95 % percentile-bootstrap CI of a cell's mean over seeds
-  (2000 resamples, fixed seed: the same store gives the same table).
+- :func:`mean_ci`: the 95 % confidence interval of a cell's mean over its seeds,
+  Student's t with n − 1 degrees of freedom (``scipy.stats.t``). Not a bootstrap: with
+  the 2–10 seeds of a cell a percentile bootstrap covers the true mean far less often
+  than it says (2000 simulated draws of normal seeds: 50 % of its intervals held the
+  true mean at n = 2, where it is the [min, max] of the two values, 75 % at n = 3, 85 %
+  at n = 5, 90 % at n = 10), while the t interval held it 95 % of the time at each n.
+  One seed has no interval.
 - :func:`ranks`: rank 1 = best, ties share their average rank (``scipy.stats.rankdata``).
 - :func:`versus_best`: per dataset, which methods are not significantly different
   from the best one. Each method's seeds are compared with the best method's seeds by
@@ -19,20 +24,24 @@ import numpy as np
 
 ALPHA = 0.05
 TEST_NAME = "Welch's t-test vs the best, Holm-corrected, α = 0.05"
-BOOTSTRAP = 2000
+CI_NAME = "95% CI of the mean (Student's t, n − 1 df)"
 
 
-def bootstrap_ci(values: np.ndarray, seed: int = 0, b: int = BOOTSTRAP) -> tuple[float, float]:
-    """Percentile bootstrap (the resampling of ``scipy.stats.bootstrap(method="percentile")``,
-    drawn in one vectorised step: scipy's per-call validation costs ~3 ms, and a
-    leaderboard has hundreds of cells)."""
+def mean_ci(values, level: float = 0.95) -> tuple[float, float]:
+    """``level`` confidence interval of the mean of ``values`` (seeds): mean ± t(n − 1)·s/√n.
+
+    NaN for fewer than 2 values (no spread to estimate); the mean itself when all are equal."""
+    from scipy.stats import t
+
     values = np.asarray(values, dtype=np.float64)
-    if len(values) < 2 or np.all(values == values[0]):
-        return float(values[0]), float(values[0])
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), size=(b, len(values)))].mean(axis=1)
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return float(lo), float(hi)
+    n = len(values)
+    if n < 2:
+        return float("nan"), float("nan")
+    mean, sem = float(values.mean()), float(values.std(ddof=1) / np.sqrt(n))
+    if sem == 0.0:
+        return mean, mean
+    half = float(t.ppf(0.5 + level / 2, n - 1) * sem)
+    return mean - half, mean + half
 
 
 def ranks(scores: dict[str, float]) -> dict[str, float]:
