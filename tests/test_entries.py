@@ -74,6 +74,10 @@ def test_two_code_revisions_in_one_entry_are_flagged_in_every_format():
     assert pkg.revisions == ["avbench-0.1.0", "avbench-0.2.0"] and "†" in pkg.marks
     _, same = _cell([make_row(seed=0, avbench_version="0.1.0"), make_row(seed=1, avbench_version="0.1.0")])
     assert same.revisions == ["avbench-0.1.0"] and "†" not in same.marks
+    # one revision, but with uncommitted changes: no reader can check that code out
+    b, dirty = _cell([make_row(seed=0, git_revision="aaaa-dirty"), make_row(seed=1, git_revision="aaaa-dirty")])
+    assert dirty.revisions == ["aaaa-dirty"] and "†" in dirty.marks
+    assert "uncommitted" in b.note and "aaaa-dirty" in b.note and "†" in lb.render([b], "md")
 
 
 def test_explicit_entry_selection_and_unknown_entry():

@@ -14,8 +14,9 @@ Marks, explained in every format's footnote:
 
 - ``≈``: not significantly different from the best method of the dataset
   (``results.stats.versus_best``: Welch's t-test, Holm-corrected);
-- ``†``: the cell's results come from several code revisions (git revisions; the avbench
-  version where it ran from an installed package);
+- ``†``: the cell's code is not one recoverable version: its results come from several
+  code revisions (git revisions; the avbench version where it ran from an installed
+  package), or from a checkout with uncommitted changes (``<revision>-dirty``);
 - ``¶``: the cell's results come from several machines (CPU or GPU model, torch
   build; ``protocol.machine``), or some did not record theirs: its seeds reproduce to
   the bit only each on its own;
@@ -53,7 +54,7 @@ ROW_COLUMNS = ["id", "entry", "entry_kind", "method", "dataset", "features", "pr
                "seed", "search_seeds", "hardware", "torch_version", "created_at"]
 MARKS = {
     "tied": ("≈", f"not significantly different from the best of the dataset ({TEST_NAME})"),
-    "revisions": ("†", "results of several code revisions in one cell"),
+    "revisions": ("†", "results of several code revisions, or of uncommitted code (-dirty), in one cell"),
     "machines": ("¶", "results of several machines (CPU or GPU model, torch build) in one cell"),
     "reduced": ("‡", "reduced budget: fewer epochs or batches than the protocol's default"),
     "data": ("§", "the dataset's cells come from different data versions (fingerprints)"),
@@ -80,11 +81,16 @@ class Cell:
     values: list = field(default_factory=list)
 
     @property
+    def code_unpinned(self) -> bool:
+        """Its code is not one version a reader can check out: several revisions, or uncommitted changes."""
+        return len(self.revisions) > 1 or any(r.endswith("-dirty") for r in self.revisions)
+
+    @property
     def marks(self) -> str:
         m = ""
         if self.significance == "tied":
             m += MARKS["tied"][0]
-        if len(self.revisions) > 1:
+        if self.code_unpinned:
             m += MARKS["revisions"][0]
         if len(self.machines) > 1:
             m += MARKS["machines"][0]
@@ -122,7 +128,7 @@ class Board:
         cells = self.cells.values()
         if any(c.significance == "tied" for c in cells):
             used.append("tied")
-        if any(len(c.revisions) > 1 for c in cells):
+        if any(c.code_unpinned for c in cells):
             used.append("revisions")
         if any(len(c.machines) > 1 for c in cells):
             used.append("machines")
@@ -146,7 +152,7 @@ class Board:
                 s += f"; {MARKS[key][0]} {MARKS[key][1]}"
         if self.mixed_data:
             s += f" ({', '.join(self.mixed_data)})"
-        revs = sorted({r for c in self.cells.values() if len(c.revisions) > 1 for r in c.revisions})
+        revs = sorted({r for c in self.cells.values() if c.code_unpinned for r in c.revisions})
         if revs:
             s += f" (revisions {', '.join(revs)})"
         machines = sorted({x for c in self.cells.values() for x in c.machines})
