@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -56,6 +57,29 @@ def test_a_resume_with_other_settings_is_refused(tmp_path):
         with pytest.raises(ConfigError, match=named) as e:
             _check_settings(tmp_path, "s", {**settings, **changed}, restoring=True)
         assert len(str(e.value).splitlines()) == 1
+
+
+def test_a_study_left_by_a_sweep_whose_settings_are_gone_is_refused(tmp_path):
+    from optuna.storages.journal import JournalFileBackend
+
+    from avbench.search.sweep_setup import check_study
+
+    exp, journal = tmp_path / "sweeps" / "s", tmp_path / "sweeps" / "s.optuna.journal"
+    settings = {"trials": 5, "search_seeds": 3, "settings": {"epochs": 2}}
+    check_study(None, journal, "s", exp, settings)  # nothing stored yet: a new sweep starts
+    _check_settings(exp, "s", settings, restoring=False)
+    study = optuna.create_study(study_name="s", direction="maximize",
+                                storage=optuna.storages.JournalStorage(JournalFileBackend(str(journal))))
+    study.optimize(lambda t: t.suggest_float("lr", 1e-4, 1e-2), n_trials=2)  # trials scored on seeds 0-2
+    check_study(None, journal, "s", exp, settings)  # the same settings on record: its trials count
+    fewer = {**settings, "search_seeds": 1}
+    with pytest.raises(ConfigError, match="other settings") as e:  # e.g. a sweep killed before Ray saved
+        check_study(None, journal, "s", exp, fewer)
+    assert len(str(e.value).splitlines()) == 1 and "2 trials" in str(e.value)
+    shutil.rmtree(exp)  # its folder deleted to start over: the study beside it must not steer the new one
+    with pytest.raises(ConfigError, match=f"delete {journal}"):
+        check_study(None, journal, "s", exp, fewer)
+    check_study(None, journal, "other", tmp_path / "sweeps" / "other", fewer)  # another name: its own study
 
 
 # ---------------------------------------------------------------------------- one sweep's story

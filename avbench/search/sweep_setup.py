@@ -134,6 +134,39 @@ def check_settings(exp_path: Path, name: str, settings: dict, restoring: bool) -
     path.write_text(json.dumps(settings, indent=2, sort_keys=True))
 
 
+def check_study(storage_url: str | None, journal: Path, name: str, exp_path: Path, settings: dict) -> None:
+    """Refuse an Optuna study of this name whose trials were made under settings not on record here.
+
+    The study lives beside the sweep's folder (``<name>.optuna.journal``) or in ``--storage``,
+    so it outlives a deleted folder, and two homes sharing one storage share it. Its trials
+    would still count and steer the search (TPE; a suite also takes its best trial as the
+    sweep's), though they may have been scored on other search seeds (whose finals the
+    leaderboard would then show), another budget or other data. A study is used only when
+    this folder records the same settings as now.
+    """
+    path = exp_path / SETTINGS_FILE
+    settings = json.loads(json.dumps(settings, sort_keys=True, default=str))
+    if path.is_file() and json.loads(path.read_text()) == settings:
+        return
+    if not storage_url and not journal.is_file():  # no storage yet: no study
+        return
+    import optuna
+
+    try:
+        trials = len(optuna.load_study(study_name=name, storage=optuna_storage(storage_url, journal)).trials)
+    except KeyError:  # no study of this name
+        return
+    if trials:
+        fix = (f"delete {journal}" if not storage_url
+               else f"delete the study (optuna.delete_study(study_name={name!r}, storage=...))")
+        why = "its folder records other settings" if path.is_file() else f"{exp_path} is gone"
+        raise ConfigError(
+            f"sweep {name}: the Optuna storage {storage_url or journal} holds {trials} trials of a study {name!r} "
+            f"made under settings not on record ({why}): they may be scored on other search seeds, budget or data; "
+            f"{fix}, or use another --name"
+        )
+
+
 def quiet_libraries() -> None:
     """Ray Tune, MLflow, Optuna and alembic log at WARNING; the old Tune console output; MLflow imported
     before its loggers are quietened (it configures them on import)."""
@@ -206,12 +239,16 @@ class PreparedSweep:
 
             restoring = tune.Tuner.can_restore(str(self.exp_path))
         self.resumed = restoring
-        check_settings(self.exp_path, self.name, {
+        settings = {
             "method": self.method, "dataset": self.bench_dataset, "features": self.features,
             "protocol": spec.protocol, "text_order": spec.text_order, "settings": self.fixed,
             "searched": sorted(self.space), "trials": spec.trials, "search_seeds": spec.search_seeds,
             "data_fingerprint": self.fingerprint,
-        }, restoring)
+        }
+        if not restoring or not (self.exp_path / SETTINGS_FILE).is_file():  # a resume is checked just below
+            check_study(spec.storage, self.sweeps_dir / f"{self.name}.optuna.journal", self.name, self.exp_path,
+                        settings)
+        check_settings(self.exp_path, self.name, settings, restoring)
         # fail early if the store is unreachable, or its entry of this name is not ours
         self.store = store if store is not None else Store(spec.db, self.home)
         for row in self.store.rows(columns=["entry_kind", "method", "dataset"], entry=self.name)[:1]:
