@@ -2,6 +2,7 @@
 
 import csv
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -250,7 +251,16 @@ def test_a_result_is_stored_with_the_torch_of_the_process_that_ran_it(tmp_path):
                     hardware="AMD EPYC (x86_64, family 25 model 1 stepping 1) AVX2", torch_version="2.99.0+worker")
     row = row_from_result(res, env={"torch_version": "2.13.0+driver", "git_revision": git_revision()})
     assert (row["torch_version"], row["hardware"]) == ("2.99.0+worker", res.hardware)
+    assert row["git_revision"] == git_revision()  # no code recorded by the worker: the storing process's
+    # a node with another checkout: its own code, not the driver's
+    res.git_revision, res.avbench_version = "0ld0ld0ld0ld", "0.0.9"
+    row = row_from_result(res, env={"torch_version": "2.13.0+driver", "git_revision": "driverdriver",
+                                    "avbench_version": "0.1.0"})
+    assert (row["git_revision"], row["avbench_version"]) == ("0ld0ld0ld0ld", "0.0.9")
+    res.git_revision, res.avbench_version = None, "0.0.9"  # the node runs an installed package without git
+    assert row_from_result(res, env={"git_revision": "driverdriver"})["git_revision"] is None
     res.hardware, res.torch_version = "", ""  # a result of an older worker: the storing process's torch, no machine
+    res.avbench_version = None
     row = row_from_result(res, env={"torch_version": "2.13.0+driver"})
     assert (row["torch_version"], row["hardware"]) == ("2.13.0+driver", None)
 
@@ -272,6 +282,15 @@ def test_the_code_revision_is_avbench_s_own_checkout_only(tmp_path, monkeypatch)
                     "--allow-empty", "-m", "x"], check=True)
     monkeypatch.setattr(store, "__file__", str(pkg / "results" / "store.py"))
     assert store.git_revision() is None  # the leaderboard then tells code apart by avbench's version
+
+    class Installed:  # `pip install git+https://...@<commit>` records the commit (PEP 610)
+        def read_text(self, name):
+            assert name == "direct_url.json"
+            return json.dumps({"url": "https://example.org/avbench.git",
+                               "vcs_info": {"vcs": "git", "commit_id": "0123456789abcdef0123"}})
+
+    monkeypatch.setattr(store, "distribution", lambda name: Installed())
+    assert store.git_revision() == "0123456789ab"  # two such installs of different commits are told apart
 
 
 def test_a_store_needing_new_columns_opened_by_a_non_owner_is_a_one_line_error(pg_schema):

@@ -157,6 +157,10 @@ class RunResult:
     # torch build changes the last bits, so a seed reproduces to the bit only there ("": not recorded)
     hardware: str = ""
     torch_version: str = ""
+    # the code of the process that computed them, where it differs from the one storing them (a sweep's
+    # final on another node: set there, by search.trial); None: the storing process's code
+    git_revision: str | None = None
+    avbench_version: str | None = None
 
     def summary(self) -> dict:
         pct = {k: round(100 * getattr(self, k), 4) for k in ("S", "U", "HM", "ZSL")}

@@ -26,7 +26,7 @@ import json
 import os
 import subprocess
 from datetime import datetime, timezone
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError, distribution, version
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -126,8 +126,10 @@ def _pkg_version(name: str) -> str | None:
 
 
 def git_revision() -> str | None:
-    """The code's git revision (with a -dirty mark), or None outside avbench's own checkout
-    (an installed package inside another project's repository is not that project's code)."""
+    """The code's git revision (with a -dirty mark): of avbench's own checkout, else the commit pip
+    installed it from (``pip install git+...@<commit>``, recorded in its ``direct_url.json``,
+    PEP 610), else None (an installed package inside another project's repository is not
+    that project's code)."""
     here = Path(__file__).resolve().parent
     source_root = here.parents[1]  # avbench/results/ -> the checkout holding the avbench package
     try:
@@ -135,7 +137,7 @@ def git_revision() -> str | None:
             ["git", "rev-parse", "--show-toplevel"], cwd=here, capture_output=True, text=True, timeout=5
         ).stdout.strip()
         if not top or Path(top).resolve() != source_root:
-            return None
+            return _installed_commit()
         rev = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
         ).stdout.strip()
@@ -145,8 +147,18 @@ def git_revision() -> str | None:
             ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, timeout=5
         ).stdout.strip()
         return rev[:12] + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
+    except (OSError, subprocess.SubprocessError):  # no git on this machine
+        return _installed_commit()
+
+
+def _installed_commit() -> str | None:
+    """The git commit avbench was installed from, where pip recorded one (PEP 610 ``vcs_info``)."""
+    try:
+        text = distribution("avbench").read_text("direct_url.json")
+        commit = (json.loads(text).get("vcs_info") or {}).get("commit_id") if text else None
+    except (PackageNotFoundError, ValueError, AttributeError):
         return None
+    return commit[:12] if isinstance(commit, str) and commit else None
 
 
 def code(row: dict) -> str:
@@ -241,7 +253,9 @@ def row_from_result(
         "config_hash": config_hash(result.config),
         "data_fingerprint": result.data_fingerprint,
         **env,
-        # the run's own torch (a sweep's final may run on another node than the process storing it)
+        # the run's own code and torch (a sweep's final may run on another node than the process storing it)
+        **({"git_revision": result.git_revision, "avbench_version": result.avbench_version}
+           if getattr(result, "avbench_version", None) else {}),
         "torch_version": getattr(result, "torch_version", "") or env.get("torch_version"),
         "device": result.device,
         "hardware": getattr(result, "hardware", "") or None,

@@ -358,13 +358,15 @@ class PreparedSweep:
         """Log one final's test metrics and store it (last: a final killed before this is rerun, reusing its MLflow
         run, never stored twice). Returns its record, or None when the store already held it."""
         from avbench.protocol.run import RunResult
+        from avbench.results.store import code
 
         res = RunResult(**result)
         run = self.final_run(seed)
         self.tracker.log(run, metrics={f"test_{k.lower()}": 100 * getattr(res, k) for k in ("S", "U", "HM", "ZSL")}
                          | {"beta": res.beta, "best_epoch": res.best_epoch})
         self.tracker.set_tags(run, {"avbench.hardware": res.hardware or "unknown",
-                                    "avbench.torch_version": res.torch_version or "unknown"})
+                                    "avbench.torch_version": res.torch_version or "unknown",
+                                    **({"avbench.git_revision": code(vars(res))} if res.avbench_version else {})})
         self.tracker.end(run)
         result_id, inserted = self.store.add(res, mlflow_run_id=run, entry=self.name, entry_kind="sweep",
                                              search_seeds=self.trial_seeds)

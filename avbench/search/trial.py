@@ -143,6 +143,11 @@ def run_final(ctx: dict, params: dict, seed: int) -> dict:
     finally:  # the worker stays warm for later finals (search/cluster.LOCAL_RAY_CONFIG): hold no GPU memory idle
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+    # this node's code, not the driver's: a cluster node with another checkout computes other numbers
+    from avbench import __version__
+    from avbench.results.store import git_revision
+
+    r.git_revision, r.avbench_version = git_revision(), __version__
     return r.to_dict()
 
 
