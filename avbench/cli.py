@@ -404,6 +404,33 @@ def cmd_import(args) -> int:
     return 0
 
 
+def cmd_verify(args) -> int:
+    """Recompute each benchmark file's fingerprint from its values; exit 1 when one differs from its record."""
+    import time
+
+    from avbench.data.registry import dataset_path, list_benchmarks, load_benchmark
+    from avbench.errors import DataError
+
+    names = args.dataset or [r["name"] for r in list_benchmarks(args.home) if r["status"] in ("imported", "extracted")]
+    if not names:
+        raise DataError(f"no imported or extracted benchmark in {dataset_path('ucf-main', args.home).parent} to verify")
+    out, err, bad = _console(), _console(stderr=True), 0
+    for name in names:
+        bench = load_benchmark(name, args.home)
+        t = time.perf_counter()
+        now = bench.recomputed_fingerprint()
+        seconds = time.perf_counter() - t
+        if now == bench.fingerprint:
+            out.print(f"{bench.name}: fingerprint {now} verified ({sum(bench.split_bytes.values()) / 1e6:.0f} MB of "
+                      f"features read in {seconds:.1f} s)", markup=False, soft_wrap=True)
+        else:
+            bad += 1
+            err.print(f"{bench.name}: its values give fingerprint {now}, but the file records {bench.fingerprint}: "
+                      f"it changed after it was written; results of it are not of that data version (re-import it)",
+                      markup=False, soft_wrap=True)
+    return 1 if bad else 0
+
+
 def cmd_extract(args) -> int:
     import importlib.util
 
@@ -589,6 +616,12 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--json", action="store_true", help="print the report as one JSON object")
     x.add_argument("--quiet", action="store_true", help="no progress bar")
     x.set_defaults(func=cmd_extract)
+
+    v = dsub.add_parser("verify", parents=[home], help="recompute each benchmark file's fingerprint from its "
+                                                        "values and compare it with the one it records")
+    v.add_argument("--dataset", action="append", default=None,
+                   help="an imported or extracted benchmark (repeatable; default: every one in the data home)")
+    v.set_defaults(func=cmd_verify)
 
     ds = sub.add_parser("datasets", parents=[home], help="list datasets")
     ds.set_defaults(func=cmd_datasets)

@@ -94,6 +94,28 @@ def test_float16_import_from_the_command_line(temporal_layout, tmp_path):
     assert b.dtype == "float16" and b.split("stage_1_train").audio.values.dtype == np.float16
 
 
+def test_verify_recomputes_fingerprints_and_finds_a_file_changed_after_import(temporal_layout, tmp_path, capsys):
+    home = tmp_path / "home"
+    write_avca_layout(tmp_path / "avg", spec=SyntheticSpec(**{**SPEC.__dict__, "temporal_len": None}))
+    assert main(["data", "import", "--root", str(tmp_path / "avg"), "--dataset", "ucf", "--features", "main",
+                 "--home", str(home)]) == 0
+    assert main(["data", "import", "--root", str(temporal_layout), "--dataset", "ucf", "--features", "temporal-main",
+                 "--dtype", "float16", "--home", str(home)]) == 0
+    capsys.readouterr()
+    assert main(["data", "verify", "--home", str(home)]) == 0  # every imported file, as written
+    out = capsys.readouterr().out
+    assert "ucf-main: fingerprint" in out and "ucf-temporal-main: fingerprint" in out and out.count("verified") == 2
+    b = load_benchmark("ucf-main", home)
+    with h5py.File(home / "datasets" / "ucf-main.h5", "r+") as f:  # one test video zeroed outside avbench
+        f["splits/stage_2_test_unseen/audio"][0] = 0.0
+    assert load_benchmark("ucf-main", home).fingerprint == b.fingerprint  # opening trusts the record
+    assert main(["data", "verify", "--home", str(home), "--dataset", "ucf-main"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and f"the file records {b.fingerprint}" in err
+    assert main(["data", "verify", "--home", str(tmp_path / "empty")]) == 2  # nothing to verify: one line
+    assert "no imported or extracted benchmark" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("variant,method,tiny", [("synthetic", "avca", TINY_AVCA),
                                                  ("synthetic-temporal", "tcaf", TINY_TCAF)])
 def test_streamed_and_resident_runs_give_identical_metrics(tmp_path, variant, method, tiny):

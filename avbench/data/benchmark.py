@@ -248,6 +248,17 @@ class Benchmark:
             return both if lazy else both.resident()
         return self._loader(name, lazy)
 
+    def recomputed_fingerprint(self) -> str:
+        """The fingerprint of the values stored now (every split read once, a chunk at a time).
+
+        A file records its fingerprint when it is written, and opening it trusts that
+        record; a file edited or damaged since would keep its old data version, and its
+        results would be pooled with those of the data it was. ``avbench data verify``
+        compares the two."""
+        splits = {k: self._loader(k, True) for k in STORED_SPLITS}
+        return fingerprint_of(self.class_names, self._embeddings["by-name"], self._embeddings["legacy"], splits,
+                              self.dtype)
+
     def nbytes(self, name: str) -> int:
         """Stored bytes of a split's feature values (what keeping it in memory costs)."""
         if name not in self.split_bytes:
