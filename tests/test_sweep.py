@@ -62,7 +62,7 @@ def test_a_resume_with_other_settings_is_refused(tmp_path):
 def test_a_study_left_by_a_sweep_whose_settings_are_gone_is_refused(tmp_path):
     from optuna.storages.journal import JournalFileBackend
 
-    from avbench.search.sweep_setup import check_study
+    from avbench.search.resume import check_study
 
     exp, journal = tmp_path / "sweeps" / "s", tmp_path / "sweeps" / "s.optuna.journal"
     settings = {"trials": 5, "search_seeds": 3, "settings": {"epochs": 2}}

@@ -36,7 +36,8 @@ def _start_sweeps(suite: Suite, todo: list[SweepState], home: Path, address, sto
     import ray
 
     from avbench.search.live import LiveView
-    from avbench.search.sweep_setup import SETTINGS_FILE, PreparedSweep
+    from avbench.search.resume import SETTINGS_FILE
+    from avbench.search.sweep_setup import PreparedSweep
     from avbench.search.tracking import activate
 
     def prepare() -> dict:

@@ -103,7 +103,8 @@ class SuiteSearcher(Searcher):
         import optuna
         from ray.tune.search.optuna import OptunaSearch
 
-        from avbench.search.sweep_setup import optuna_storage, tune_space
+        from avbench.search.resume import optuna_storage
+        from avbench.search.sweep_setup import tune_space
 
         prep = _RUNS[self.suite].preps[name]
         storage = optuna_storage(prep.spec.storage, prep.sweeps_dir / f"{name}.optuna.journal")
