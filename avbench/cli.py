@@ -408,12 +408,12 @@ def cmd_verify(args) -> int:
     """Recompute each benchmark file's fingerprint from its values; exit 1 when one differs from its record."""
     import time
 
-    from avbench.data.registry import dataset_path, list_benchmarks, load_benchmark
+    from avbench.data.registry import avbench_home, dataset_path, list_benchmarks, load_benchmark
     from avbench.errors import DataError
 
     names = args.dataset or [r["name"] for r in list_benchmarks(args.home) if r["status"] in ("imported", "extracted")]
     if not names:
-        raise DataError(f"no imported or extracted benchmark in {dataset_path('ucf-main', args.home).parent} to verify")
+        raise DataError(f"no imported or extracted benchmark in {avbench_home(args.home) / 'datasets'} to verify")
     out, err, bad = _console(), _console(stderr=True), 0
     for name in names:
         bench = load_benchmark(name, args.home)
@@ -425,8 +425,9 @@ def cmd_verify(args) -> int:
                       f"features read in {seconds:.1f} s)", markup=False, soft_wrap=True)
         else:
             bad += 1
-            err.print(f"{bench.name}: its values give fingerprint {now}, but the file records {bench.fingerprint}: "
-                      f"it changed after it was written; results of it are not of that data version (re-import it)",
+            err.print(f"{dataset_path(name, args.home)}: its values give fingerprint {now}, but the file records "
+                      f"{bench.fingerprint}: it changed after it was written; results of it are not of that data "
+                      "version (re-import it)",
                       markup=False, soft_wrap=True)
     return 1 if bad else 0
 

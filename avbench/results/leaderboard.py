@@ -5,7 +5,8 @@ Rows are methods, column groups are datasets. A table holds results of one proto
 
 A cell shows one *entry* (see ``results.store``) of one configuration on one data
 version: the mean ± std over its seeds with n, and the 95 % confidence interval of
-that mean (Student's t, ``results.stats.mean_ci``; a single seed has neither std nor CI). Per (method, dataset) the cell shown is, by default, the latest full-budget
+that mean (Student's t, ``results.stats.mean_ci``; a single seed has neither std nor
+CI). Per (method, dataset) the cell shown is, by default, the latest full-budget
 sweep entry, else the latest full-budget entry, else the latest reduced-budget entry
 (marked; a reduced-budget entry never displaces a full-budget one); ``entries``
 selects explicitly. The best configuration is never chosen by its test numbers.
@@ -25,8 +26,9 @@ Marks, explained in every format's footnote:
 
 Methods are ranked per dataset (average rank on ties) and by their mean rank across
 the table's datasets, which only a method with a result on every one of them gets (its
-ranks among those methods). Published numbers (``--reported``) are shown in every table of their feature
-set, with a Δ only where the table's protocol and text order are the source's.
+ranks among those methods). Published numbers (``--reported``) are shown in every
+table of their feature set, with a Δ only where the table's protocol and text order
+are the source's.
 """
 
 from __future__ import annotations
@@ -192,12 +194,10 @@ def choose_groups(rows: list[dict], entries: list[str] | None = None) -> dict[tu
     for r in rows:
         if entries and r["entry"] not in entries:
             continue
-        if r["seed"] in (r.get("search_seeds") or ()):
-            continue  # a final on a seed that chose the configuration: optimistically biased, never shown
         key = (r["entry"], r["config_hash"], r["data_fingerprint"], r["protocol"], r.get("protocol_mode", "platform"),
                r["features"], r["text_order"], r["method"], r["dataset"])
         groups[key].append(r)
-    for key, members in list(groups.items()):
+    for key, members in list(groups.items()):  # finals on seeds that chose the configuration: biased, never shown
         searched = {s for x in members for s in (x.get("search_seeds") or ())}
         groups[key] = [x for x in members if x["seed"] not in searched]
         if not groups[key]:

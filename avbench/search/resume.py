@@ -40,10 +40,19 @@ def optuna_storage(url: str | None, default_path: Path):
     return optuna.storages.JournalStorage(JournalFileBackend(str(default_path)))
 
 
-def check_settings(exp_path: Path, name: str, settings: dict, restoring: bool) -> None:
-    """Record what a new experiment starts with; on resume, refuse other settings (Ray Tune would ignore them)."""
+def _normalised(settings: dict) -> dict:
+    """The settings as the file holds them (JSON types, sorted keys)."""
+    return json.loads(json.dumps(settings, sort_keys=True, default=str))
+
+
+def check_settings(exp_path: Path, name: str, settings: dict, restoring: bool, storage_url: str | None = None,
+                   journal: Path | None = None) -> None:
+    """Record what a new experiment starts with; on resume, refuse other settings (Ray Tune would ignore them).
+
+    With ``journal`` (the default study file; ``storage_url`` where the study is in a
+    database), a new experiment first checks its Optuna study (:func:`check_study`)."""
     path = exp_path / SETTINGS_FILE
-    settings = json.loads(json.dumps(settings, sort_keys=True, default=str))
+    settings = _normalised(settings)
     if restoring and path.is_file():
         started = json.loads(path.read_text())
         for key, value in settings.items():
@@ -58,6 +67,8 @@ def check_settings(exp_path: Path, name: str, settings: dict, restoring: bool) -
                 "an experiment as it was started; rerun with the same settings or use another --name"
             )
         return
+    if journal is not None:
+        check_study(storage_url, journal, name, exp_path, settings)
     exp_path.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(settings, indent=2, sort_keys=True))
 
@@ -73,8 +84,7 @@ def check_study(storage_url: str | None, journal: Path, name: str, exp_path: Pat
     this folder records the same settings as now.
     """
     path = exp_path / SETTINGS_FILE
-    settings = json.loads(json.dumps(settings, sort_keys=True, default=str))
-    if path.is_file() and json.loads(path.read_text()) == settings:
+    if path.is_file() and json.loads(path.read_text()) == _normalised(settings):
         return
     if not storage_url and not journal.is_file():  # no storage yet: no study
         return

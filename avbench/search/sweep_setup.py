@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 from avbench import __version__
 from avbench.errors import ConfigError
 from avbench.protocol.feed import parse_bytes
-
-from avbench.search.resume import SETTINGS_FILE, check_settings, check_study, optuna_storage  # noqa: F401
+from avbench.search.resume import SETTINGS_FILE, check_settings, optuna_storage  # noqa: F401  (also importable here)
 
 SUMMARY_FILE = "avbench_summary.json"
 
@@ -163,16 +162,12 @@ class PreparedSweep:
 
             restoring = tune.Tuner.can_restore(str(self.exp_path))
         self.resumed = restoring
-        settings = {
+        check_settings(self.exp_path, self.name, {
             "method": self.method, "dataset": self.bench_dataset, "features": self.features,
             "protocol": spec.protocol, "text_order": spec.text_order, "settings": self.fixed,
             "searched": sorted(self.space), "trials": spec.trials, "search_seeds": spec.search_seeds,
             "data_fingerprint": self.fingerprint,
-        }
-        if not restoring or not (self.exp_path / SETTINGS_FILE).is_file():  # a resume is checked just below
-            check_study(spec.storage, self.sweeps_dir / f"{self.name}.optuna.journal", self.name, self.exp_path,
-                        settings)
-        check_settings(self.exp_path, self.name, settings, restoring)
+        }, restoring, spec.storage, self.sweeps_dir / f"{self.name}.optuna.journal")
         # fail early if the store is unreachable, or its entry of this name is not ours
         self.store = store if store is not None else Store(spec.db, self.home)
         for row in self.store.rows(columns=["entry_kind", "method", "dataset"], entry=self.name)[:1]:
