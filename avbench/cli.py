@@ -546,7 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--db", default=None, help="results store URL (default $AVBENCH_DB or sqlite in the data home)")
 
     r = sub.add_parser("run", parents=[home, db], help="train and evaluate one method through the two-stage protocol")
-    r.add_argument("--method", default="avca")
+    r.add_argument("--method", default="avca", type=str.lower)
     r.add_argument("--dataset", default="synthetic", help="synthetic, or an imported name: ucf, ucf-cls, activitynet, ...")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--protocol", default=DEFAULT_PRESET, choices=PROTOCOLS,
@@ -632,7 +632,7 @@ def build_parser() -> argparse.ArgumentParser:
     from avbench.results.leaderboard import FORMATS, METRICS
 
     sw = sub.add_parser("sweep", parents=[home, db], help="hyperparameter sweep (Ray Tune + Optuna), finals to the store")
-    sw.add_argument("--method", required=True)
+    sw.add_argument("--method", required=True, type=str.lower)
     sw.add_argument("--dataset", required=True)
     sw.add_argument("--trials", type=int, default=20)
     sw.add_argument("--seeds", type=int, default=3,
@@ -696,7 +696,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rs = sub.add_parser("results", parents=[home, db], help="list stored results (or delete an entry)")
     rs.add_argument("--dataset", action="append", default=[])
-    rs.add_argument("--method", action="append", default=[])
+    rs.add_argument("--method", action="append", default=[], type=str.lower)
     rs.add_argument("--entry", action="append", default=[], help="only these entries (repeatable)")
     rs.set_defaults(func=cmd_results, results_command="list")
     rsub = rs.add_subparsers(dest="results_command")

@@ -128,6 +128,12 @@ def test_cli_run_entry_results_and_delete(tmp_path, capsys):
     assert main(["results", "delete", "--db", db, "--entry", "smoke"]) == 2
     assert "no such entry" in capsys.readouterr().err
     assert Store(db).count() == 1
+    # a method name is the registry's in any case: `--method AVCA` fits an entry of avca runs
+    assert main(base + ["--seed", "0", "--entry", "cased"]) == 0
+    assert main(base + ["--seed", "1", "--entry", "cased", "--method", "AVCA"]) == 0
+    capsys.readouterr()
+    assert main(["results", "--db", db, "--method", "AVCA", "--entry", "cased"]) == 0
+    assert capsys.readouterr().out.count("cased") == 2
 
 
 # columns added since (the machine came after entries: the migration adds both)

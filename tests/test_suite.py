@@ -66,7 +66,7 @@ def test_shipped_suites_load():
 
 def test_impossible_pairs_are_skipped_with_a_reason(tmp_path):
     path = tmp_path / "p.yaml"
-    path.write_text("methods: [avca, tcaf]\ndatasets: [synthetic, synthetic-temporal, ucf]\n")
+    path.write_text("methods: [avca, TCAF]\ndatasets: [synthetic, synthetic-temporal, ucf]\n")  # names in any case
     items = {(i.method, i.dataset): i for i in plan(load_suite(str(path)), home=tmp_path / "home")}
     assert items[("avca", "synthetic")].spec is not None and items[("avca", "synthetic")].skip is None
     assert items[("tcaf", "synthetic-temporal")].spec is not None  # temporal features: TCAF runs

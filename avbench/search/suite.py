@@ -162,6 +162,7 @@ def load_suite(ref: str) -> Suite:
         methods = [methods]
     if not isinstance(methods, list) or not methods or not all(isinstance(m, str) for m in methods):
         raise ConfigError(f"{path}: methods: expected `all` or a non-empty list of method names")
+    methods = [m.lower() for m in methods]  # registry names, as `--method` takes them
     for m in methods:
         if m not in known:
             raise ConfigError(f"{path}: methods: unknown method {m!r}; available: {', '.join(known)}")
