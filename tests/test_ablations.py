@@ -41,7 +41,8 @@ def test_clipclap_switches(switch):
 
 
 @pytest.mark.parametrize("switch", [{"ce_loss": False}, {"reg_loss": False}, {"rec_loss": False},
-                                    {"attention": "self"}, {"attention": "both"}, {"video_norm": "none"}])
+                                    {"attention": "self"}, {"attention": "both"}, {"video_norm": "none"},
+                                    {"encode_padding": True}])
 def test_tcaf_switches(switch):
     base = _known(SMALL_TCAF, "tcaf", TEMPORAL)
     assert _trained(TEMPORAL, "tcaf", {**base, **switch}) != _trained(TEMPORAL, "tcaf", base)

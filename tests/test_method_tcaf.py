@@ -11,7 +11,7 @@ from avbench.data.synthetic import SyntheticSpec, synthetic_benchmark
 from avbench.errors import ConfigError
 from avbench.methods import get_method
 from avbench.methods.base import Batch, Dims
-from avbench.methods.tcaf import attention_mask, random_crop
+from avbench.methods.tcaf import attention_mask, random_crop, reference_crop
 from avbench.protocol.run import resolve_config, run_protocol
 from avbench.search.space import load_space
 
@@ -198,6 +198,82 @@ def test_tcaf_forward_matches_the_public_one():
         assert torch.allclose(ours, _public_theta_o(m, b), atol=1e-5)
         expected = torch.cdist(ours, m.W_proj(b.text))
         assert torch.allclose(m.distances(b.audio, b.video, b.text, b.audio_len, b.video_len), expected)
+
+
+def test_tcaf_eval_positions_steps_are_the_public_get_embeddings():
+    # cls-feature rates: training uses seconds (k * 0.96, k * 0.64); the public get_embeddings step indices k
+    over = dict(audio_scale=1 / 255, video_norm="time", rate_audio=0.96, rate_video=0.64)
+    b = _batch()
+    public = _public_theta_o(_model(**over).eval(), b)
+    with torch.no_grad():
+        steps = _model(**over, eval_positions="steps").eval()
+        expected = torch.cdist(public, steps.W_proj(b.text))
+        assert torch.allclose(steps.distances(b.audio, b.video, b.text, b.audio_len, b.video_len), expected,
+                              atol=1e-5)
+        seconds = _model(**over).eval()  # the default: seconds, as in training
+        assert not torch.allclose(seconds.distances(b.audio, b.video, b.text, b.audio_len, b.video_len), expected,
+                                  atol=1e-3)
+    with pytest.raises(ConfigError, match="eval_positions='frames'"):
+        _model(eval_positions="frames")
+
+
+def test_tcaf_encode_padding_lets_batchnorm_see_the_padded_steps():
+    b = _batch()  # rows of several lengths: the batch is padded to its longest row
+    Ta = int(b.audio_len.max())
+    for on in (False, True):
+        m = _model(**NO_DROPOUT, encode_padding=on)
+        public = copy.deepcopy(m.A_enc)
+        m.loss(b)
+        x = b.audio[:, :Ta] * m.config["audio_scale"]
+        # the public A_enc runs on the [B * T, d] view: every step of the batch's width, padding included
+        public(x.reshape(-1, x.shape[-1]) if on else x[torch.arange(Ta)[None] < b.audio_len[:, None]])
+        for got, want in zip(m.A_enc.buffers(), public.buffers()):
+            assert torch.allclose(got, want, atol=1e-6)
+    # evaluation: padding never reaches a distance
+    m = _model(encode_padding=True).eval()
+    with torch.no_grad():
+        d = m.distances(b.audio, b.video, b.text, b.audio_len, b.video_len)
+        junk = _junk_padding(b)
+        assert torch.equal(d, m.distances(junk.audio, junk.video, b.text, b.audio_len, b.video_len))
+
+
+def test_tcaf_reference_crop_is_the_public_fixed_collator():
+    n, T, crop = 400, 80, 60
+    # step k holds k + 1 (0 = padding); audio at 0.96 s, video at 0.64 s per step (cls features)
+    audio = (1 + torch.arange(T).float())[None, :, None].expand(n, T, 2).clone()
+    video = (1 + torch.arange(T).float())[None, :, None].expand(n, T, 3).clone()
+    v_len = torch.randint(30, T + 1, (n,), generator=torch.Generator().manual_seed(0))
+    a_len = torch.clamp((v_len.double() * 0.64 / 0.96).round().long() + torch.randint(-2, 3, (n,)), 1, T)
+    v_len[:3] = torch.tensor([crop - 10, crop + 1, T])  # shorter than the window, one step longer, the longest
+    torch.manual_seed(0)
+    a, v, al, vl = reference_crop(audio, video, a_len, v_len, crop, 0.96, 0.64)
+    crop_a = round(crop * 0.64 * 0.96)  # 37 audio steps (the public round(max_len * rate_video * rate_audio))
+    assert a.shape == (n, crop_a, 2) and v.shape == (n, crop, 3)  # every row padded to the fixed width
+    for i in range(n):
+        diff_v, diff_a = int(v_len[i]) - crop, int(a_len[i]) - crop_a
+        sv = int(v[i, 0, 0]) - 1
+        assert 0 <= sv <= max(diff_v - 1, 0)  # randint(diff): never the last window
+        assert int(vl[i]) == min(int(v_len[i]), crop) and not v[i, vl[i]:].any()
+        sa = int(a[i, 0, 0]) - 1
+        expected_sa = min(diff_a, round(sv * 0.64 / 0.96)) if sv > 0 and diff_a > 0 else 0
+        assert sa == expected_sa, (i, sv, int(a_len[i]))
+        assert a[i, : al[i], 0].tolist() == [float(sa + 1 + k) for k in range(int(al[i]))]
+        assert not a[i, al[i]:].any()
+    assert int(v[0, 0, 0]) == 1 and int(vl[0]) == crop - 10  # shorter: kept whole, padded
+    assert int(v[1, 0, 0]) == 1  # randint(1) is always 0
+    full = torch.full((n,), T)
+    _, v, _, _ = reference_crop(audio, video, full, full, crop, 0.96, 0.64)
+    assert set((v[:, 0, 0] - 1).long().tolist()) == set(range(T - crop))  # never the last window (start T - crop)
+
+
+def test_tcaf_reference_crop_rule_in_training():
+    b = _batch(T=(9, 9))
+    m = _model(train_crop=4, crop_rule="reference", encode_padding=True, bn_passes=True)
+    total, parts = m.loss(b)
+    assert torch.isfinite(total) and m._last_inputs[1].shape[1] == 4  # the fixed width, also for the BN pass
+    m.after_step(b)
+    with pytest.raises(ConfigError, match="crop_rule='random'"):
+        _model(crop_rule="random")
 
 
 def test_tcaf_attention_mask():

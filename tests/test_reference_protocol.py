@@ -210,7 +210,8 @@ def test_declared_reference_options():
         "cjme": ("avca2022", {"attention_weighting": "batch", "negatives": "independent", "bn_passes": True}),
         "avgzslnet": ("avca2022", {"negatives": "independent"}),
         "clipclap": ("clipclap2024", {"bn_passes": True}),
-        "tcaf": ("tcaf2022", {"video_norm": "time", "audio_scale": 1 / 255, "bn_passes": True}),
+        "tcaf": ("tcaf2022", {"video_norm": "time", "audio_scale": 1 / 255, "bn_passes": True,
+                              "eval_positions": "steps", "encode_padding": True, "crop_rule": "reference"}),
         "ale": ("avca2022", {}),
     }
     for method, (preset, opts) in expected.items():

@@ -38,14 +38,14 @@ preset ``clipclap2024``; test β = mean of its three (identical) outputs' β's
 (src/test.py L44-45); the codes' epoch selection; ``bn_passes=true``.
 
 Settings (``defaults``) are those of config/clipclap.yaml and the README run
-commands: Adam with weight decay 1e-5, batch 64, 300 batches per epoch,
+commands: Adam with weight decay 1e-5 (hard-coded: src/clipclap_model.py L238), batch 64, 300 batches per epoch,
 ReduceLROnPlateau(max, patience 3, factor 0.1) on validation HM (the protocol's),
 lr 7e-5 / 20 epochs on UCF, 1e-4 / 15 epochs on ActivityNet and VGGSound;
 dim_out 64, decoder hidden 512, decoder and "additional" dropout 0.1, the
 encoders' dropout 0.1 (hard-coded there), ``embeddings_batch_norm`` on,
 ``modality=both``, ``word_embeddings=both``. No settings are published for
 avbench's ``main`` (SeLaVi), ``cls`` (VGGish/C3D) or temporal features, nor for
-the synthetic benchmark; chosen explicitly (see ``PER_DATASET``): the same
+the synthetic benchmark; chosen explicitly (see ``PUBLISHED`` and ``per_dataset``): the same
 dataset's CLIP/CLAP settings, UCF's for the synthetic benchmark (shaped like
 UCF-GZSL); search_spaces/clipclap.yaml is the way to adapt them.
 
@@ -71,7 +71,8 @@ Choices and deviations, with reasons:
   take the first ``clip_text_dim`` (512) or the remaining columns of t. They need
   a text embedding larger than ``clip_text_dim``.
 - Not ported: the SAM optimiser option (``adam-sam``; the published config uses
-  plain Adam) and input z-scoring (off in the published config).
+  plain Adam) and input z-scoring (off: config/default.yaml L16, which
+  config/clipclap.yaml does not override).
 - The protocol's negatives (``batch.neg_*``) are not used: no ClipClap loss has a
   negative term (the public data loader draws them and ignores them).
 - Deviation, switch ``bn_passes`` (default false; true in ``--protocol
@@ -82,15 +83,20 @@ Choices and deviations, with reasons:
   W_enc, O_proj and W_proj, all on the prediction path, so the eval-time θo and
   θw differ without it. ``bn_passes`` runs it (without gradients); it is skipped
   by default because it costs a forward pass per step.
-- Learning-rate schedule: the public code also steps ReduceLROnPlateau on
-  validation HM in stage 2, when validation videos are training data; the
-  protocol instead replays the schedule that stage 1 chose (FIELD_NOTES §3).
+- Learning-rate schedule (no switch): the public code also steps
+  ReduceLROnPlateau on validation HM in stage 2 (src/train.py L36
+  ``model.optimize_scheduler(val_hm)``), when validation videos are training data;
+  the protocol replays the schedule that stage 1 chose, in both modes, as FIELD_NOTES
+  §3 asks of a platform (no choice from data the model trains on).
 - Class embeddings: the public loader has the same row-order defect as AVCA's
   (embedding dict sorted by its keys, rows indexed by class id). With the
   published UCF keys (``clip_class_name`` of ucf_clip_class_names.csv) the two
   orders agree on all 101 classes; ActivityNet and VGGSound key by the
   ``manual`` names as AVCA does, so 8 of 200 and 205 of 309 classes get another
-  class's embedding there. avbench builds the matrix by name (FIELD_NOTES §4).
+  class's embedding there (src/dataset.py L266-290 VGGSound, L1111-1136 UCF).
+  avbench builds the matrix by name (FIELD_NOTES §4) in both modes;
+  ``--legacy-text-order`` (a separate axis of every result and leaderboard table)
+  reproduces the defect.
 """
 
 from __future__ import annotations

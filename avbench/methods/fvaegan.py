@@ -55,15 +55,21 @@ logs is thus the mean of the generator losses of the epoch's batches.
 
 Where this file deliberately differs from the public code, and why:
 - Full epochs. The reference breaks out of its batch loop after the first
-  generator update, so an "epoch" is one critic and one generator step (50 of
-  each in a whole run). Here an epoch is the protocol's ``batches_per_epoch``
-  batches: a critic step on every batch and a generator step on every
-  ``critic_iter``-th batch (the WGAN-GP schedule the reference's
-  ``batch_idx % 5 == 0`` was written for).
+  generator update (vae_gan_d2_xu_fsl.py L494 ``if batch_idx % 5 == 0:`` ... L523
+  ``break``), so an "epoch" is one critic and one generator step (50 of each in a
+  whole run). Here an epoch is the protocol's ``batches_per_epoch`` batches: a
+  critic step on every batch and a generator step on every ``critic_iter``-th
+  batch (the WGAN-GP schedule the reference's ``batch_idx % 5 == 0`` was written
+  for), counted across epochs. The reference's schedule is ``--set
+  batches_per_epoch=1 --set critic_iter=1`` (one critic and one generator step per
+  epoch); with ``batches_per_epoch=1`` and the default ``critic_iter`` 5 the
+  generator would step only every 5th epoch.
 - No selection on test. The reference trains its final classifier for 30 epochs
   on the evaluation split's classes, evaluates it on the evaluation videos after
-  every classifier epoch and keeps the best (in stage 2: on the TEST set), and
-  keeps the GAN epoch with the best GZSL score on that same data. Here the
+  every classifier epoch and keeps the best (in stage 2: on the TEST set;
+  src/classifier_fsl.py L124-128 ``if best_acc_all <= acc_all``, evaluation split
+  vae_gan_d2_xu_fsl.py L401-408), and keeps the GAN epoch with the best GZSL score
+  on that same data (L590-593). Here the
   classifier trains a fixed ``clf_epochs`` (the reference's ``nepoch_classifier``
   = 30) and never sees evaluation videos; the GAN epoch and β are chosen by the
   protocol on validation only.
@@ -72,14 +78,14 @@ Where this file deliberately differs from the public code, and why:
   grid applies.
 - One classifier per search space. ZSL is read from the GZSL classifier with
   the seen classes' columns removed (argmax of the unseen logits); the reference
-  trains a second classifier on the generated features alone for ZSL. The
+  trains a second classifier on the generated features alone for ZSL (L584-587). The
   protocol scores both tasks from one distance matrix, so one classifier it is.
 - The classifier reshuffles its training set every epoch (the reference shuffles
-  once before its first epoch).
+  once before its first epoch: src/classifier_fsl.py L92-94).
 - D2. In the f-VAEGAN-D2 paper D2 is an unconditional critic on unlabelled
   features of the unseen classes (transductive). The AV reference is inductive:
   its D2 sees only the same real seen-class batch as D1, and its generator loss
-  never uses D2, so D2 cannot change the generated features or any prediction.
+  never uses D2 (vae_gan_d2_xu_fsl.py L518), so D2 cannot change the generated features or any prediction.
   ``d2_weight`` is the weight of D2 in the generator loss; the default 0.0 is the
   reference's behaviour, and with it D2 is not built at all (training it would
   only cost time). With ``d2_weight > 0`` D2 is trained on the real seen-class
@@ -90,9 +96,12 @@ Where this file deliberately differs from the public code, and why:
   (``binary_cross_entropy_with_logits``), the same function as the reference's
   sigmoid + BCE but numerically stable and defined for targets outside [0, 1]
   (an L2-normalised feature may have negative entries; torch's BCE rejects those).
-- The critic's fake batch is generated without building a graph (the reference
-  generates it with gradients and detaches it); the generator step reuses the
-  critic step's noise for its second GAN term, as the reference does.
+- The critic's fake batch is generated without building a graph. The reference
+  generates it with gradients and feeds the undetached batch to the gradient
+  penalty (L475), so the penalty's backward reaches the generator; those gradients
+  are cleared by ``netG.zero_grad()`` (L500) before the generator step, so nothing
+  changes. The generator step reuses the critic step's noise for its second GAN
+  term, as the reference does.
 - Feature order [video ‖ audio] as in the other avbench methods; the reference
   concatenates [audio ‖ video]. A permutation of the feature axis: the same model.
 - There is no feedback module (that is tf-VAEGAN, Narayan et al. 2020); the

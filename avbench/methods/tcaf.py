@@ -48,8 +48,10 @@ step 0.2; stage 2 retrains for the selected number of epochs).
 Reference protocol (``--protocol reference``; sources in ``reference_protocol``):
 preset ``tcaf2022``; test β = mean of its three (identical) outputs' β's
 (src/test.py L44-45); the codes' epoch selection; ``video_norm=time``,
-``audio_scale=1/255`` and ``bn_passes=true`` (see below). The deviations below
-without a switch (padding, positions at evaluation, crop windows) remain.
+``audio_scale=1/255``, ``bn_passes=true``, ``eval_positions=steps``,
+``encode_padding=true`` and ``crop_rule=reference`` (see below). Two deviations
+have no switch: the stage-2 learning-rate schedule and the import crop of
+ActivityNet's training videos (both below).
 
 Settings (``defaults``): the public config/best/{best_main,best_cls}/best_<ds>.yaml
 with config/default.yaml: Adam with weight decay 1e-5, batch 64, 300 batches per
@@ -67,28 +69,35 @@ decoder hidden 512, dim_out 64, cross-attention only, and per dataset/features:
 "sched" is ReduceLROnPlateau(max, patience 3, factor 0.1) on validation HM; the
 protocol always runs that scheduler, so configs without it get ``lr_patience``
 1000 (it can never fire). ActivityNet trains on random 60-step windows
-(``train_crop``); its test sequences are centre-cropped to 300 steps when the
-benchmark is imported. Unknown datasets (e.g. the synthetic one) get UCF's values
-for their feature type. Per-second CLIP/CLAP features (``temporal-clipclap``, from
+(``train_crop``, ``crop_rule``); its sequences are centre-cropped to 300 steps when the
+benchmark is imported (see "Import crop" below). The synthetic benchmarks (nothing
+published) get UCF's values for their feature type, chosen; any other dataset without
+published values is refused (pass them with --set). Per-second CLIP/CLAP features (``temporal-clipclap``, from
 ``avbench data extract --frames per-second``) have no published TCAF settings: they
 get the dataset's main-feature values (1-s steps, unscaled audio, as SeLaVi's).
 
 Choices and deviations from the public code, with reasons:
-- Padding. The public collator pads each batch to its own longest sequence and the
-  token encoders (Linear-BN-ReLU) run on padded tokens too, so BatchNorm statistics
-  depend on how much padding a batch happens to have. avbench pads to the longest
-  sequence of the benchmark (300 steps on ActivityNet), which would make this much
-  worse; here the encoders run on valid tokens only (padded ones are zeros), each
-  batch is trimmed to its longest valid sequence, and padded tokens are masked as
-  keys. Nothing in a padded position can change a result. The public
+- Deviation, switch ``encode_padding`` (default false; true in ``--protocol
+  reference``). The public collator pads each batch to its own longest sequence
+  (``max`` mode; ActivityNet's ``fixed`` mode pads to the window) and the token
+  encoders (Linear-BN-ReLU) run on padded tokens too (src/model_sequence.py forward
+  L812-815, get_embeddings L962-965), so BatchNorm statistics depend on how much
+  padding a batch happens to have. By default the encoders run on valid tokens only
+  (padded ones are zeros). Either way each batch is trimmed to its longest valid
+  sequence (``max`` mode; avbench stores sequences padded to the benchmark's longest),
+  and padded tokens are masked as keys, so in eval mode padding changes nothing. The public
   ``pad_embedding`` (added to padded tokens only, which nobody attends to) has no
   effect on any output and is left out; padded query rows attend to the class
   token instead of an all-masked row (their outputs are never read).
-- Positions. The public code trains with time stamps in seconds (k · 0.96 for
-  VGGish audio, k · 0.64 for C3D video) but evaluates with step indices k; for
-  SeLaVi features (1 step per second) the two agree. Here both use seconds
-  (``rate_audio``, ``rate_video``: 1/1 for main features, 0.96/0.64 for cls).
-  As in the public code, times count from the start of the (cropped) window.
+- Deviation, switch ``eval_positions`` (``seconds`` by default; ``steps`` in
+  ``--protocol reference``). The public code trains with time stamps in seconds
+  (k · 0.96 for VGGish audio, k · 0.64 for C3D video; forward L822-823) but its
+  ``get_embeddings`` (evaluation, and the ``bn_passes`` pass) calls the position
+  block without times (L970-971), i.e. with step indices k; for SeLaVi features (1
+  step per second) the two agree. By default both use seconds (``rate_audio``,
+  ``rate_video``: 1/1 for main features, 0.96/0.64 for cls); ``steps`` evaluates
+  (and runs the ``bn_passes`` pass) at step indices. As in the public code, times
+  count from the start of the (cropped) window.
 - Video normalisation. The public ``F.normalize(v)`` on [B, T, D] normalises each
   feature channel over TIME (dim 1), so a step's values depend on the length of its
   video (src/model_sequence.py Multimodal_Sequence_Transformer.forward L791,
@@ -101,13 +110,26 @@ Choices and deviations from the public code, with reasons:
   encoder's pre-BatchNorm variance towards BatchNorm's eps. ``audio_scale`` is
   1/255 for cls features and 1 for main features by default; ``--protocol
   reference`` sets 1/255 everywhere.
-- Training crop (``train_crop`` steps, 0 = off; 60 on ActivityNet). Per row, the
-  video window starts uniformly in [0, len - crop] (the public ``randint(diff)``
-  never picks the last window; here every window is possible), drawn from torch's
-  global RNG. The audio window starts at the same time, clamped to the audio, and
-  spans the same duration: round(crop · rate_video / rate_audio) steps. The public
-  collator uses round(crop · rate_video · rate_audio) (37 instead of 40 steps for
-  cls features); both are 60 for main features.
+- Deviation, switch ``crop_rule`` (``aligned`` by default; ``reference`` in
+  ``--protocol reference``). Training crop (``train_crop`` steps, 0 = off; 60 on
+  ActivityNet). ``aligned``: per row, the video window starts uniformly in
+  [0, len - crop] (every window is possible), drawn from torch's global RNG; the
+  audio window starts at the same time, clamped to the audio, and spans the same
+  duration: round(crop · rate_video / rate_audio) steps; each batch is trimmed to
+  its longest window. ``reference`` (``reference_crop``) is the public ``fixed``
+  collator (src/dataset.py DefaultCollator L697-700, L734-753): the video start is
+  ``randint(len - crop)`` (never the last window), the audio spans round(crop ·
+  rate_video · rate_audio) steps (37 instead of 40 for cls features; 60 for main)
+  from min(len_a - crop_a, round(start_v · rate_video / rate_audio)), or 0 when the
+  video was not moved, and every row is padded to exactly that width.
+- Import crop (no switch). avbench centre-crops ActivityNet's sequences to 300 steps
+  when the benchmark is imported, in every split and each modality on its own
+  (data/layout.py ``DEFAULT_MAX_LEN``); the public code crops only its test batches
+  (config/best/*/best_anet.yaml ``batch_seqlen_test: fixed``, maxlen 300, centre, the
+  audio start aligned to the video's as above) and draws training windows from the
+  whole video. So training windows come from the central 300 steps, and cls audio is
+  a centred 300-step window instead of the public aligned 184 steps. Reaching the
+  public behaviour needs uncropped training sequences in the benchmark file.
 - The text projection's Linear runs once per training class and its rows are
   gathered for the batch (same values and gradients); its BatchNorm still sees the
   per-row batch (for l_reg, l_rec) and then the C class rows (for l_ce), in the
@@ -126,11 +148,15 @@ Choices and deviations from the public code, with reasons:
 - Not ported: the SAM optimiser option (unused by the published configs), the
   ``embed_augment_position`` option (off everywhere), the "fixed" time embedding
   table and the audio-only / video-only ablations.
-- Learning-rate schedule: the public code steps the scheduler on validation HM in
-  stage 2 too, when validation videos are training data; the protocol replays the
-  schedule that stage 1 chose (FIELD_NOTES §3).
+- Learning-rate schedule (no switch): the public code steps the scheduler on
+  validation HM in stage 2 too (src/train.py L31 ``model.optimize_scheduler(val_hm)``),
+  when validation videos are training data; the protocol replays the schedule that
+  stage 1 chose, in both modes, as FIELD_NOTES §3 asks of a platform (no choice from
+  data the model trains on).
 - Class embeddings: the public loader has the same row-order defect as AVCA's
-  (FIELD_NOTES §4); avbench builds the class → embedding matrix by name.
+  (FIELD_NOTES §4); avbench builds the class → embedding matrix by name, in both
+  modes; ``--legacy-text-order`` (a separate axis of every result and leaderboard
+  table) reproduces the defect.
 """
 
 from __future__ import annotations
@@ -242,6 +268,19 @@ def attention_mask(a_valid: torch.Tensor, v_valid: torch.Tensor, kind: str) -> t
     return (pair[None] & key_ok[:, None, :]).unsqueeze(1)
 
 
+def _window(x: torch.Tensor, start: torch.Tensor, n: int, lens: torch.Tensor, fixed: bool = False):
+    """Rows ``x[b, start[b] : start[b] + n]`` (zeros past each row's length) and their new lengths.
+    ``n`` is capped at the stored width unless ``fixed`` (then shorter tensors are zero-padded to ``n``)."""
+    if fixed and x.shape[1] < n:
+        x = F.pad(x, (0, 0, 0, n - x.shape[1]))
+    T = x.shape[1]
+    n = min(n, T)
+    idx = (start[:, None] + torch.arange(n, device=x.device)[None, :]).clamp_max(T - 1)
+    out = torch.gather(x, 1, idx[..., None].expand(-1, -1, x.shape[2]))
+    new_len = torch.minimum(lens - start, torch.full_like(lens, n))
+    return out * valid_mask(new_len, n)[..., None].to(out.dtype), new_len
+
+
 def random_crop(
     audio: torch.Tensor,
     video: torch.Tensor,
@@ -263,17 +302,38 @@ def random_crop(
     start_v = (u * (room_v + 1)).long().clamp_max(room_v)
     start_a = torch.round(start_v.double() * (rate_video / rate_audio)).long()
     start_a = torch.minimum(start_a, (a_len - crop_a).clamp_min(0))
+    audio, a_len = _window(audio, start_a, crop_a, a_len)
+    video, v_len = _window(video, start_v, crop, v_len)
+    return audio, video, a_len, v_len
 
-    def window(x, start, n, lens):
-        T = x.shape[1]
-        n = min(n, T)
-        idx = (start[:, None] + torch.arange(n, device=dev)[None, :]).clamp_max(T - 1)
-        out = torch.gather(x, 1, idx[..., None].expand(-1, -1, x.shape[2]))
-        new_len = torch.minimum(lens - start, torch.full_like(lens, n))
-        return out * valid_mask(new_len, n)[..., None].to(out.dtype), new_len
 
-    audio, a_len = window(audio, start_a, crop_a, a_len)
-    video, v_len = window(video, start_v, crop, v_len)
+def reference_crop(
+    audio: torch.Tensor,
+    video: torch.Tensor,
+    a_len: torch.Tensor,
+    v_len: torch.Tensor,
+    crop: int,
+    rate_audio: float,
+    rate_video: float,
+):
+    """The public ``DefaultCollator`` in ``fixed`` mode with ``random`` trim (src/dataset.py
+    L697-700, L734-753): every row becomes exactly ``crop`` video steps and
+    round(crop · rate_video · rate_audio) audio steps, zero-padded where shorter.
+
+    A longer video starts at ``randint(len - crop)`` (never the last window); a longer audio
+    starts at min(len_a - crop_a, round(start_v · rate_video / rate_audio)) when the video
+    was trimmed to a start > 0, else at 0. Returns (audio, video, a_len, v_len) of widths
+    (crop_a, crop): the fixed padding the public encoders see.
+    """
+    crop_a = round(crop * rate_video * rate_audio)
+    dev = video.device
+    diff_v, diff_a = v_len - crop, a_len - crop_a
+    u = torch.rand(v_len.shape, device=dev, dtype=torch.float64)
+    start_v = torch.where(diff_v > 0, (u * diff_v.clamp_min(1)).long(), 0)  # randint(diff): 0 .. diff - 1
+    aligned = torch.round(start_v.double() * (rate_video / rate_audio)).long()
+    start_a = torch.where((start_v > 0) & (diff_a > 0), torch.minimum(diff_a, aligned), 0)
+    audio, a_len = _window(audio, start_a, crop_a, a_len, fixed=True)
+    video, v_len = _window(video, start_v, crop, v_len, fixed=True)
     return audio, video, a_len, v_len
 
 
@@ -291,6 +351,8 @@ class TCAF(Method):
 
     ATTENTION = ("cross", "self", "both")
     VIDEO_NORM = ("feature", "time", "none")
+    EVAL_POSITIONS = ("seconds", "steps")
+    CROP_RULE = ("aligned", "reference")
 
     @classmethod
     def defaults(cls, dataset: str, features: str) -> dict:
@@ -320,6 +382,9 @@ class TCAF(Method):
             "rate_audio": 0.96 if feats == "cls" else 1.0,  # seconds per step
             "rate_video": 0.64 if feats == "cls" else 1.0,
             "bn_passes": False,  # the public train-mode get_embeddings pass after each step
+            "eval_positions": "seconds",  # steps: the public get_embeddings' step indices (see the docstring)
+            "encode_padding": False,  # true: the token encoders' BatchNorm sees padded steps, as public
+            "crop_rule": "aligned",  # reference: the public collator's fixed-mode windows and padding
             # protocol settings of config/default.yaml: bs 64, n_batches 300, 50 epochs
             "batch_size": 64,
             "batches_per_epoch": 300,
@@ -367,7 +432,8 @@ class TCAF(Method):
             preset="tcaf2022",
             beta_rule="mean",
             selection="zero-is-unset",
-            options={"video_norm": "time", "audio_scale": 1.0 / 255.0, "bn_passes": True},
+            options={"video_norm": "time", "audio_scale": 1.0 / 255.0, "bn_passes": True,
+                     "eval_positions": "steps", "encode_padding": True, "crop_rule": "reference"},
             sources={
                 "beta_rule": "src/test.py _get_test_performance L44-45 ((β_a + β_v + β_b + 1e-10) / 3; all three "
                              "are the θo output: src/utils.py evaluate_dataset_baseline)",
@@ -377,6 +443,13 @@ class TCAF(Method):
                 "audio_scale": "src/model_sequence.py Multimodal_Sequence_Transformer.forward L790, get_embeddings "
                                "L944 (a / 255. on every feature set)",
                 "bn_passes": "src/train.py train_step L93 (get_embeddings in train mode after the step)",
+                "eval_positions": "src/model_sequence.py get_embeddings L970-971 (position_encoder_block without "
+                                  "times: step indices; forward L822-823 passes the collator's seconds)",
+                "encode_padding": "src/model_sequence.py forward L812-815, get_embeddings L962-965 (A_enc/V_enc "
+                                  "on the [b * t, d] view: padded steps included)",
+                "crop_rule": "src/dataset.py DefaultCollator.__call__ L697-700 (fixed mode: crop video and "
+                             "round(crop * rate_video * rate_audio) audio steps), L738 (randint(diff)), L741 "
+                             "(audio start aligned to the video's), L734 (padding to the fixed width)",
             },
         )
 
@@ -391,6 +464,11 @@ class TCAF(Method):
             raise ConfigError(f"setting video_norm={self.video_norm!r}: expected one of {', '.join(self.VIDEO_NORM)}")
         if not (c["ce_loss"] or c["reg_loss"] or c["rec_loss"]):
             raise ConfigError("settings ce_loss, reg_loss and rec_loss are all off: nothing to train")
+        for key, allowed in (("eval_positions", self.EVAL_POSITIONS), ("crop_rule", self.CROP_RULE)):
+            if str(c[key]) not in allowed:
+                raise ConfigError(f"setting {key}={c[key]!r}: expected one of {', '.join(allowed)}")
+        self.eval_positions, self.crop_rule = str(c["eval_positions"]), str(c["crop_rule"])
+        self.encode_padding = bool(c["encode_padding"])
         if int(c["train_crop"]) < 0:
             raise ConfigError(f"setting train_crop={c['train_crop']!r}: expected 0 (off) or a number of steps")
         for key in ("rate_audio", "rate_video"):
@@ -419,27 +497,36 @@ class TCAF(Method):
 
     # -- the audio-visual branch ----------------------------------------------
     def _tokens(self, enc: EmbeddingNet, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """Encode the valid tokens only (BatchNorm sees no padding); padded tokens are zeros."""
+        """Encode the valid tokens only (BatchNorm sees no padding); padded tokens are zeros.
+        With ``encode_padding`` (in training) every step of the batch's width is encoded, as in
+        the public code; padded tokens are never attended to, so only BatchNorm sees them."""
         B, T, _ = x.shape
+        if self.encode_padding and self.training:
+            return enc(x.reshape(B * T, -1)).view(B, T, -1)
         out = x.new_zeros(B, T, int(self.config["dim"]))
         out[valid] = enc(x[valid])
         return out
 
     def embed_video(
-        self, audio: torch.Tensor, video: torch.Tensor, audio_len: torch.Tensor, video_len: torch.Tensor
+        self, audio: torch.Tensor, video: torch.Tensor, audio_len: torch.Tensor, video_len: torch.Tensor,
+        steps: bool = False, fixed_width: bool = False,
     ) -> torch.Tensor:
-        """θo [B, proj_dim] for padded sequences and their lengths."""
+        """θo [B, proj_dim] for padded sequences and their lengths. ``steps``: time embeddings
+        at step indices instead of seconds (the public get_embeddings); ``fixed_width``: keep
+        the given padding (the public fixed-mode collator) instead of this batch's own."""
         c = self.config
-        Ta, Tv = (int(n) for n in torch.stack((audio_len.max(), video_len.max())).tolist())
-        audio, video = audio[:, :Ta], video[:, :Tv]  # this batch's own padding only
-        a_valid, v_valid = valid_mask(audio_len, Ta), valid_mask(video_len, Tv)
+        if not fixed_width:
+            Ta, Tv = (int(n) for n in torch.stack((audio_len.max(), video_len.max())).tolist())
+            audio, video = audio[:, :Ta], video[:, :Tv]  # this batch's own padding only
+        a_valid, v_valid = valid_mask(audio_len, audio.shape[1]), valid_mask(video_len, video.shape[1])
         audio = audio * float(c["audio_scale"])
         if self.video_norm == "feature":
             video = F.normalize(video, dim=-1)
         elif self.video_norm == "time":  # the public code's F.normalize(v) on [B, T, D]
             video = F.normalize(video * v_valid[..., None].to(video.dtype), dim=1)
-        a = self.embedding(self._tokens(self.A_enc, audio, a_valid), 0, float(c["rate_audio"]))
-        v = self.embedding(self._tokens(self.V_enc, video, v_valid), 1, float(c["rate_video"]))
+        rate_a, rate_v = (1.0, 1.0) if steps else (float(c["rate_audio"]), float(c["rate_video"]))
+        a = self.embedding(self._tokens(self.A_enc, audio, a_valid), 0, rate_a)
+        v = self.embedding(self._tokens(self.V_enc, video, v_valid), 1, rate_v)
         x = torch.cat((self.cls_token.expand(a.shape[0], -1, -1), a, v), dim=1)
         x = self.transformer(x, attention_mask(a_valid, v_valid, self.attention))
         return self.O_proj(x[:, 0])
@@ -448,13 +535,15 @@ class TCAF(Method):
     def loss(self, batch: Batch):
         c = self.config
         audio, video, a_len, v_len = batch.audio, batch.video, batch.audio_len, batch.video_len
+        fixed = int(c["train_crop"]) > 0 and self.crop_rule == "reference"
         if int(c["train_crop"]) > 0:
-            audio, video, a_len, v_len = random_crop(
+            crop = reference_crop if fixed else random_crop
+            audio, video, a_len, v_len = crop(
                 audio, video, a_len, v_len, int(c["train_crop"]), float(c["rate_audio"]), float(c["rate_video"])
             )
-        theta_o = self.embed_video(audio, video, a_len, v_len)
+        theta_o = self.embed_video(audio, video, a_len, v_len, fixed_width=fixed)
         if self.bn_passes:
-            self._last_inputs = (audio, video, a_len, v_len)
+            self._last_inputs = (audio, video, a_len, v_len, fixed)
         w = rows(batch.text, batch.label)
         theta_w = self.W_proj.forward_gathered(batch.text, batch.label)
         parts: dict[str, torch.Tensor] = {}
@@ -475,15 +564,15 @@ class TCAF(Method):
         """With ``bn_passes``: the public train-mode ``get_embeddings`` on the step's (cropped)
         batch (A_enc, V_enc, the transformer, O_proj; W_proj on the per-row class embeddings)."""
         if self.bn_passes and self._last_inputs is not None:
-            audio, video, a_len, v_len = self._last_inputs
+            audio, video, a_len, v_len, fixed = self._last_inputs
             self._last_inputs = None
             with torch.no_grad():
-                self.embed_video(audio, video, a_len, v_len)
+                self.embed_video(audio, video, a_len, v_len, steps=self.eval_positions == "steps", fixed_width=fixed)
                 self.W_proj.forward_gathered(batch.text, batch.label)
 
     # -- prediction ---------------------------------------------------------------
     def distances(self, audio, video, text, audio_len=None, video_len=None) -> torch.Tensor:
         if audio_len is None or video_len is None:
             raise ConfigError("tcaf needs per-second features with their lengths (a temporal benchmark)")
-        theta_o = self.embed_video(audio, video, audio_len, video_len)
+        theta_o = self.embed_video(audio, video, audio_len, video_len, steps=self.eval_positions == "steps")
         return torch.cdist(theta_o, self.W_proj(text))

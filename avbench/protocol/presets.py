@@ -11,8 +11,12 @@ epochs.
 
 In every preset stage 2 follows the learning-rate schedule that stage 1 chose on
 validation (epoch by epoch): the public codes step their ReduceLROnPlateau on
-validation HM in stage 2 too, when validation videos are training data; the
-protocol replays the stage-1 schedule instead (FIELD_NOTES §3), in both modes.
+validation HM in stage 2 too, when validation videos are training data
+(AVCA-GZSL src/train.py L27-30, TCAF-GZSL src/train.py L31, ClipClap-GZSL
+src/train.py L36); the protocol replays the stage-1 schedule instead (FIELD_NOTES
+§3: no choice from data the model trains on), in both modes, with no switch. It
+differs from the codes only if either schedule cuts the learning rate within the
+stage-2 epochs.
 
 Protocol modes (``--protocol``):
 
