@@ -15,8 +15,13 @@ Prints one JSON line per run and, at the end, a table of mean ± std (×100) per
 variant. ``rules`` and ``pre-fix`` patch the method's declared reference protocol
 or the preset for the duration of one run (measurement only).
 
+``--set KEY=VALUE`` adds a setting to every run, e.g. the cls features' step rates and
+a training crop for TCAF (``--set rate_audio=0.96 --set rate_video=0.64 --set
+train_crop=4``), without which its ``eval_positions`` and ``crop_rule`` options have
+nothing to act on (the synthetic sequences have 1-s steps and are not cropped).
+
 Usage: python benchmarks/reference_effects.py [--methods avca cjme ...] [--seeds 3]
-       [--epochs 6] [--batches 50] [--out FILE]
+       [--epochs 6] [--batches 50] [--set KEY=VALUE ...] [--out FILE]
 """
 
 from __future__ import annotations
@@ -30,7 +35,9 @@ import time
 
 import torch
 
+from avbench.cli import _parse_sets
 from avbench.data.synthetic import synthetic_benchmark
+from avbench.errors import ConfigError
 from avbench.methods import get_method
 from avbench.protocol import presets
 from avbench.protocol.presets import PROTOCOL_OPTIONS, resolve_protocol
@@ -98,12 +105,18 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--batches", type=int, default=50)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a setting for every run (repeatable), as `avbench run --set`")
     ap.add_argument("--out", default=None, help="also append the JSON lines to this file")
     args = ap.parse_args()
+    try:
+        extra = _parse_sets(args.set)
+    except ConfigError as e:
+        ap.error(str(e))
     rows = []
     for method in args.methods:
         bench = synthetic_benchmark(variant=VARIANT_OF.get(method, "synthetic"))
-        budget = {"epochs": args.epochs, "batches_per_epoch": args.batches, **EXTRA.get(method, {})}
+        budget = {"epochs": args.epochs, "batches_per_epoch": args.batches, **EXTRA.get(method, {}), **extra}
         for name, protocol, settings, ctx in variants(method, bench.settings_dataset, bench.features):
             for seed in range(args.seeds):
                 t = time.perf_counter()
@@ -119,7 +132,8 @@ def main() -> None:
                 if args.out:
                     with open(args.out, "a") as f:
                         f.write(line + "\n")
-    print(f"\nmean ± std over {args.seeds} seeds (×100); budget {args.epochs} epochs × {args.batches} batches")
+    print(f"\nmean ± std over {args.seeds} seeds (×100); budget {args.epochs} epochs × {args.batches} batches"
+          + (f"; settings {extra}" if extra else ""))
     keys = []
     for r in rows:
         if (r["method"], r["variant"]) not in keys:
