@@ -217,6 +217,24 @@ def test_tcaf_eval_positions_steps_are_the_public_get_embeddings():
         _model(eval_positions="frames")
 
 
+def test_tcaf_bn_pass_runs_at_step_indices_with_eval_positions_steps():
+    # the public train-mode get_embeddings after each step: step indices, like its evaluation
+    over = dict(NO_DROPOUT, rate_audio=0.96, rate_video=0.64, bn_passes=True)
+    b = _batch()
+    stats = {}
+    for positions in ("seconds", "steps"):
+        m = _model(**over, eval_positions=positions)
+        public = copy.deepcopy(m)
+        m.loss(b)
+        m.after_step(b)
+        public.embed_video(b.audio, b.video, b.audio_len, b.video_len)  # the training forward: seconds
+        with torch.no_grad():
+            public.embed_video(b.audio, b.video, b.audio_len, b.video_len, steps=positions == "steps")
+        stats[positions] = [x.clone() for x in m.O_proj.buffers()]
+        assert all(torch.allclose(x, y, atol=1e-6) for x, y in zip(stats[positions], public.O_proj.buffers()))
+    assert not all(torch.allclose(x, y) for x, y in zip(stats["seconds"], stats["steps"]))
+
+
 def test_tcaf_encode_padding_lets_batchnorm_see_the_padded_steps():
     b = _batch()  # rows of several lengths: the batch is padded to its longest row
     Ta = int(b.audio_len.max())

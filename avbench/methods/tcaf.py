@@ -83,8 +83,8 @@ Choices and deviations from the public code, with reasons:
   encoders (Linear-BN-ReLU) run on padded tokens too (src/model_sequence.py forward
   L812-815, get_embeddings L962-965), so BatchNorm statistics depend on how much
   padding a batch happens to have. By default the encoders run on valid tokens only
-  (padded ones are zeros). Either way each batch is trimmed to its longest valid
-  sequence (``max`` mode; avbench stores sequences padded to the benchmark's longest),
+  (padded ones are zeros). Either way each batch is padded to its own longest
+  sequence (the public ``max`` mode), or to the fixed window with ``crop_rule=reference``,
   and padded tokens are masked as keys, so in eval mode padding changes nothing. The public
   ``pad_embedding`` (added to padded tokens only, which nobody attends to) has no
   effect on any output and is left out; padded query rows attend to the class
@@ -117,7 +117,7 @@ Choices and deviations from the public code, with reasons:
   audio window starts at the same time, clamped to the audio, and spans the same
   duration: round(crop · rate_video / rate_audio) steps; each batch is trimmed to
   its longest window. ``reference`` (``reference_crop``) is the public ``fixed``
-  collator (src/dataset.py DefaultCollator L697-700, L734-753): the video start is
+  collator (src/dataset.py DefaultCollator L697-700, L734-757): the video start is
   ``randint(len - crop)`` (never the last window), the audio spans round(crop ·
   rate_video · rate_audio) steps (37 instead of 40 for cls features; 60 for main)
   from min(len_a - crop_a, round(start_v · rate_video / rate_audio)), or 0 when the
@@ -317,7 +317,7 @@ def reference_crop(
     rate_video: float,
 ):
     """The public ``DefaultCollator`` in ``fixed`` mode with ``random`` trim (src/dataset.py
-    L697-700, L734-753): every row becomes exactly ``crop`` video steps and
+    L697-700, L734-757): every row becomes exactly ``crop`` video steps and
     round(crop · rate_video · rate_audio) audio steps, zero-padded where shorter.
 
     A longer video starts at ``randint(len - crop)`` (never the last window); a longer audio
