@@ -583,7 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how feature values are stored (float16 halves the file; part of the fingerprint)")
     i.add_argument("--max-len", type=int, default=None,
                    help="temporal only: centre-crop longer sequences to this many steps (default: 300 for "
-                        "ActivityNet, none otherwise)")
+                        "ActivityNet, none otherwise; 0 keeps whole sequences, as TCAF's reference mode needs)")
     i.set_defaults(func=cmd_import)
     x = dsub.add_parser("extract", parents=[home], help="a benchmark from raw videos: CLIP video, CLAP audio, CLIP‖CLAP "
                                                         "text features (pip install -e \".[extract]\")")
@@ -602,7 +602,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--frames", default="middle", choices=["middle", "per-second"],
                    help="middle frame (ClipClap) or one frame and 1-s audio window per second (temporal methods)")
     x.add_argument("--max-len", type=int, default=None, help="per-second: centre-crop to this many steps "
-                                                               "(default 300 with ActivityNet settings)")
+                                                               "(default 300 with ActivityNet settings; 0: none)")
     x.add_argument("--clip", default=None, help="CLIP model: a local folder or a name in the Hugging Face cache "
                                                 "(default openai/clip-vit-base-patch32)")
     x.add_argument("--clap", default=None, help="CLAP model: a local folder or a name in the Hugging Face cache "

@@ -284,6 +284,31 @@ def test_tcaf_reference_crop_is_the_public_fixed_collator():
     assert set((v[:, 0, 0] - 1).long().tolist()) == set(range(T - crop))  # never the last window (start T - crop)
 
 
+def test_tcaf_eval_crop_is_the_public_test_collator():
+    n, T, crop = 6, 40, 10
+    audio = (1 + torch.arange(T).float())[None, :, None].expand(n, T, 2).clone()
+    video = (1 + torch.arange(T).float())[None, :, None].expand(n, T, 3).clone()
+    v_len = torch.tensor([5, 10, 11, 25, 40, 40])
+    a_len = torch.tensor([3, 7, 7, 17, 27, 5])  # the last: a short audio track
+    a, v, al, vl = reference_crop(audio, video, a_len, v_len, crop, 0.96, 0.64, trim="center")
+    assert a.shape[1] == 6 and v.shape[1] == crop  # round(10 * 0.64 * 0.96) audio steps
+    # the video from (len - crop) // 2; the audio from min(len_a - 6, round(start_v * 0.64 / 0.96)) if start_v > 0
+    assert (v[:, 0, 0] - 1).long().tolist() == [0, 0, 0, 7, 15, 15]
+    assert (a[:, 0, 0] - 1).long().tolist() == [0, 0, 0, 5, 10, 0]
+    assert vl.tolist() == [5, 10, 10, 10, 10, 10] and al.tolist() == [3, 6, 6, 6, 6, 5]
+    # evaluation with eval_crop: the distances of the centre windows
+    b = _batch(T=(9, 9))
+    m = _model(eval_crop=4, rate_audio=0.96, rate_video=0.64).eval()
+    plain = _model(rate_audio=0.96, rate_video=0.64).eval()
+    with torch.no_grad():
+        ca, cv, cal, cvl = reference_crop(b.audio, b.video, b.audio_len, b.video_len, 4, 0.96, 0.64, trim="center")
+        expected = plain.distances(ca, cv, b.text, cal, cvl)
+        assert torch.equal(m.distances(b.audio, b.video, b.text, b.audio_len, b.video_len), expected)
+        assert not torch.allclose(plain.distances(b.audio, b.video, b.text, b.audio_len, b.video_len), expected)
+    with pytest.raises(ConfigError, match="eval_crop=-1"):
+        _model(eval_crop=-1)
+
+
 def test_tcaf_reference_crop_rule_in_training():
     b = _batch(T=(9, 9))
     m = _model(train_crop=4, crop_rule="reference", encode_padding=True, bn_passes=True)

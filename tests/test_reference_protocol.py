@@ -220,6 +220,9 @@ def test_declared_reference_options():
         assert got_preset == preset
         assert {k: v for k, v in got.items() if k not in PROTOCOL_OPTIONS} == opts, method
         assert (got["beta_rule"], got["selection"]) == ("mean", "zero-is-unset")
+    # ActivityNet: TCAF's test collator crops validation and test to the centre 300 steps (fixed mode)
+    assert resolve_protocol("tcaf", "reference", "activitynet", "temporal-cls")[1]["eval_crop"] == 300
+    assert "eval_crop" not in resolve_protocol("tcaf", "reference", "vggsound", "temporal-cls")[1]
     with pytest.raises(ConfigError, match="'nope'"):
         resolve_protocol("avca", "nope", "ucf", "main")
 

@@ -53,6 +53,15 @@ def test_long_sequences_are_centre_cropped():
     assert crop(x, None) is x
 
 
+def test_import_max_len_crops_and_zero_keeps_whole_sequences(layout):
+    lens = {m: import_layout(layout, "ucf", "temporal-main", max_len=m).split("stage_1_train").audio_len
+            for m in (3, 0, None)}
+    assert lens[3].max() == 3 and lens[0].max() == 7  # 0: no crop (TCAF's reference mode on ActivityNet)
+    assert np.array_equal(lens[0], lens[None])  # UCF: no default crop
+    with pytest.raises(DataError, match=r"--max-len -1: expected a number of steps \(0: keep whole sequences\)"):
+        import_layout(layout, "ucf", "temporal-main", max_len=-1)
+
+
 def test_bad_temporal_files_are_named(layout):
     path = layout / "UCF" / "features" / FEAT / "video" / "stage_1_val_seen" / "Class002.pkl"
     with open(path, "rb") as fh:

@@ -197,10 +197,12 @@ def check_options(o: ExtractOptions) -> ExtractOptions:
     o.name = check_extracted_name(o.name)
     if o.batch_size < 1 or o.workers < 1:
         raise DataError(f"--batch-size {o.batch_size} / --workers {o.workers}: expected positive numbers")
-    if o.max_len is not None and o.max_len < 1:
-        raise DataError(f"--max-len {o.max_len}: expected a positive number of steps")
+    if o.max_len is not None and o.max_len < 0:
+        raise DataError(f"--max-len {o.max_len}: expected a number of steps (0: keep whole sequences)")
     if o.max_len is None and o.frames == "per-second":
         o.max_len = DEFAULT_MAX_LEN.get(o.settings_from)
+    if o.max_len == 0:
+        o.max_len = None  # no crop
     return o
 
 

@@ -331,9 +331,9 @@ def stream_layout(
     ext = ".pkl" if temporal or features == "clipclap" else ".h5"
     if max_len is None:
         max_len = DEFAULT_MAX_LEN.get(dataset)
-    if max_len is not None and int(max_len) < 1:
-        raise DataError(f"--max-len {max_len}: expected a positive number of steps")
-    max_len = None if max_len is None else int(max_len)
+    if max_len is not None and int(max_len) < 0:
+        raise DataError(f"--max-len {max_len}: expected a number of steps (0: keep whole sequences)")
+    max_len = None if max_len is None or int(max_len) == 0 else int(max_len)  # 0: no crop
     base = dataset_root(Path(root), info)
     _listing.cache_clear()
     fold = str.lower if info.case_insensitive else (lambda s: s)

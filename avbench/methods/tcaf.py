@@ -49,9 +49,10 @@ Reference protocol (``--protocol reference``; sources in ``reference_protocol``)
 preset ``tcaf2022``; test β = mean of its three (identical) outputs' β's
 (src/test.py L44-45); the codes' epoch selection; ``video_norm=time``,
 ``audio_scale=1/255``, ``bn_passes=true``, ``eval_positions=steps``,
-``encode_padding=true`` and ``crop_rule=reference`` (see below). Two deviations
-have no switch: the stage-2 learning-rate schedule and the import crop of
-ActivityNet's training videos (both below).
+``encode_padding=true``, ``crop_rule=reference`` and on ActivityNet ``eval_crop=300``
+(see below). One deviation
+has no switch: the stage-2 learning-rate schedule (below); ActivityNet is exact only
+on an uncropped import (``eval_crop``, below).
 
 Settings (``defaults``): the public config/best/{best_main,best_cls}/best_<ds>.yaml
 with config/default.yaml: Adam with weight decay 1e-5, batch 64, 300 batches per
@@ -122,14 +123,23 @@ Choices and deviations from the public code, with reasons:
   rate_video · rate_audio) steps (37 instead of 40 for cls features; 60 for main)
   from min(len_a - crop_a, round(start_v · rate_video / rate_audio)), or 0 when the
   video was not moved, and every row is padded to exactly that width.
-- Import crop (no switch). avbench centre-crops ActivityNet's sequences to 300 steps
-  when the benchmark is imported, in every split and each modality on its own
-  (data/layout.py ``DEFAULT_MAX_LEN``); the public code crops only its test batches
-  (config/best/*/best_anet.yaml ``batch_seqlen_test: fixed``, maxlen 300, centre, the
-  audio start aligned to the video's as above) and draws training windows from the
-  whole video. So training windows come from the central 300 steps, and cls audio is
-  a centred 300-step window instead of the public aligned 184 steps. Reaching the
-  public behaviour needs uncropped training sequences in the benchmark file.
+- Deviation, switch ``eval_crop`` (0 by default; 300 on ActivityNet in ``--protocol
+  reference``) with the import's ``--max-len 0``. By default avbench centre-crops
+  ActivityNet's sequences to 300 steps when the benchmark is imported, in every split
+  and each modality on its own (data/layout.py ``DEFAULT_MAX_LEN``), and evaluates
+  what is stored. The public code keeps whole videos, draws its training windows from
+  the whole video and crops only its validation and test batches (its test
+  collator: config/best/*/best_anet.yaml ``batch_seqlen_test: fixed``, maxlen 300,
+  centre: the video from (len - 300) // 2, the audio round(300 · rate_video ·
+  rate_audio) steps aligned to it as above, 184 for cls features). ``eval_crop=N``
+  applies that test collator (``reference_crop(trim="center")``) before every
+  evaluation. The public behaviour as a whole needs the whole sequences in the file:
+  ``avbench data import --dataset activitynet --features temporal-cls --max-len 0``
+  (no import crop; another data version), then ``--protocol reference``. On a default
+  (cropped) import, reference mode applies the same collator to the stored 300 steps:
+  for main features that changes nothing; for cls features the audio window is the
+  first 184 steps of the stored centred 300 (the public one is aligned to the video's
+  centre window), and training windows come from the central 300 steps.
 - The text projection's Linear runs once per training class and its rows are
   gathered for the batch (same values and gradients); its BatchNorm still sees the
   per-row batch (for l_reg, l_rec) and then the C class rows (for l_ce), in the
@@ -315,21 +325,26 @@ def reference_crop(
     crop: int,
     rate_audio: float,
     rate_video: float,
+    trim: str = "random",
 ):
-    """The public ``DefaultCollator`` in ``fixed`` mode with ``random`` trim (src/dataset.py
-    L697-700, L734-757): every row becomes exactly ``crop`` video steps and
-    round(crop · rate_video · rate_audio) audio steps, zero-padded where shorter.
+    """The public ``DefaultCollator`` in ``fixed`` mode (src/dataset.py L697-700, L734-757):
+    every row becomes exactly ``crop`` video steps and round(crop · rate_video · rate_audio)
+    audio steps, zero-padded where shorter.
 
-    A longer video starts at ``randint(len - crop)`` (never the last window); a longer audio
-    starts at min(len_a - crop_a, round(start_v · rate_video / rate_audio)) when the video
-    was trimmed to a start > 0, else at 0. Returns (audio, video, a_len, v_len) of widths
-    (crop_a, crop): the fixed padding the public encoders see.
+    A longer video starts at ``randint(len - crop)`` with ``trim="random"`` (training; never
+    the last window), at (len - crop) // 2 with ``trim="center"`` (its test collator, L740);
+    a longer audio starts at min(len_a - crop_a, round(start_v · rate_video / rate_audio))
+    when the video was trimmed to a start > 0, else at 0. Returns (audio, video, a_len,
+    v_len) of widths (crop_a, crop): the fixed padding the public encoders see.
     """
     crop_a = round(crop * rate_video * rate_audio)
     dev = video.device
     diff_v, diff_a = v_len - crop, a_len - crop_a
-    u = torch.rand(v_len.shape, device=dev, dtype=torch.float64)
-    start_v = torch.where(diff_v > 0, (u * diff_v.clamp_min(1)).long(), 0)  # randint(diff): 0 .. diff - 1
+    if trim == "center":
+        start_v = torch.where(diff_v > 0, diff_v.div(2, rounding_mode="floor"), 0)
+    else:
+        u = torch.rand(v_len.shape, device=dev, dtype=torch.float64)
+        start_v = torch.where(diff_v > 0, (u * diff_v.clamp_min(1)).long(), 0)  # randint(diff): 0 .. diff - 1
     aligned = torch.round(start_v.double() * (rate_video / rate_audio)).long()
     start_a = torch.where((start_v > 0) & (diff_a > 0), torch.minimum(diff_a, aligned), 0)
     audio, a_len = _window(audio, start_a, crop_a, a_len, fixed=True)
@@ -385,6 +400,7 @@ class TCAF(Method):
             "eval_positions": "seconds",  # steps: the public get_embeddings' step indices (see the docstring)
             "encode_padding": False,  # true: the token encoders' BatchNorm sees padded steps, as public
             "crop_rule": "aligned",  # reference: the public collator's fixed-mode windows and padding
+            "eval_crop": 0,  # steps: the public test collator's centre window (0 = the stored sequences)
             # protocol settings of config/default.yaml: bs 64, n_batches 300, 50 epochs
             "batch_size": 64,
             "batches_per_epoch": 300,
@@ -427,13 +443,16 @@ class TCAF(Method):
 
     @classmethod
     def reference_protocol(cls, dataset: str, features: str) -> Reference:
+        options = {"video_norm": "time", "audio_scale": 1.0 / 255.0, "bn_passes": True,
+                   "eval_positions": "steps", "encode_padding": True, "crop_rule": "reference"}
+        if dataset == "activitynet":  # its test collator: fixed mode, 300 steps, centre (best_anet.yaml)
+            options["eval_crop"] = 300
         return Reference(
             code="github.com/ExplainableML/TCAF-GZSL",
             preset="tcaf2022",
             beta_rule="mean",
             selection="zero-is-unset",
-            options={"video_norm": "time", "audio_scale": 1.0 / 255.0, "bn_passes": True,
-                     "eval_positions": "steps", "encode_padding": True, "crop_rule": "reference"},
+            options=options,
             sources={
                 "beta_rule": "src/test.py _get_test_performance L44-45 ((β_a + β_v + β_b + 1e-10) / 3; all three "
                              "are the θo output: src/utils.py evaluate_dataset_baseline)",
@@ -450,6 +469,9 @@ class TCAF(Method):
                 "crop_rule": "src/dataset.py DefaultCollator.__call__ L697-700 (fixed mode: crop video and "
                              "round(crop * rate_video * rate_audio) audio steps), L738 (randint(diff)), L741 "
                              "(audio start aligned to the video's), L734 (padding to the fixed width)",
+                "eval_crop": "config/best/best_{main,cls}/best_anet.yaml L2-4 (batch_seqlen_test: fixed, maxlen "
+                             "300, center); src/dataset.py DefaultCollator.__call__ L740 (diff // 2); main.py "
+                             "L181, L184 (collator_test), L194-212 (the validation and test loaders use it)",
             },
         )
 
@@ -469,6 +491,8 @@ class TCAF(Method):
                 raise ConfigError(f"setting {key}={c[key]!r}: expected one of {', '.join(allowed)}")
         self.eval_positions, self.crop_rule = str(c["eval_positions"]), str(c["crop_rule"])
         self.encode_padding = bool(c["encode_padding"])
+        if int(c["eval_crop"]) < 0:
+            raise ConfigError(f"setting eval_crop={c['eval_crop']!r}: expected 0 (off) or a number of steps")
         if int(c["train_crop"]) < 0:
             raise ConfigError(f"setting train_crop={c['train_crop']!r}: expected 0 (off) or a number of steps")
         for key in ("rate_audio", "rate_video"):
@@ -574,5 +598,11 @@ class TCAF(Method):
     def distances(self, audio, video, text, audio_len=None, video_len=None) -> torch.Tensor:
         if audio_len is None or video_len is None:
             raise ConfigError("tcaf needs per-second features with their lengths (a temporal benchmark)")
+        c = self.config
+        if int(c["eval_crop"]) > 0:  # the public test collator's centre window (fixed mode)
+            audio, video, audio_len, video_len = reference_crop(
+                audio, video, audio_len, video_len, int(c["eval_crop"]), float(c["rate_audio"]),
+                float(c["rate_video"]), trim="center",
+            )
         theta_o = self.embed_video(audio, video, audio_len, video_len, steps=self.eval_positions == "steps")
         return torch.cdist(theta_o, self.W_proj(text))
