@@ -19,7 +19,7 @@ pytest.importorskip("transformers")
 
 from avbench.cli import main  # noqa: E402
 from avbench.data.benchmark import STORED_SPLITS  # noqa: E402
-from avbench.data.extract import ExtractOptions, extract, find_videos  # noqa: E402
+from avbench.data.extract import ExtractOptions, check_options, extract, find_videos  # noqa: E402
 from avbench.data.media import write_video  # noqa: E402
 from avbench.data.registry import list_benchmarks, load_benchmark  # noqa: E402
 from avbench.data.splits import CLASS_COUNTS, SEEN_SHARES, VAL_UNSEEN_SHARES  # noqa: E402
@@ -362,3 +362,13 @@ def test_per_second_frames_are_cut_to_the_centre_at_decoding(tmp_path, audio_sec
         frames, audio = crop(full.frames, max_steps), crop(full.audio, max_steps)
         assert len(cut.frames) == len(frames) == len(cut.audio) == len(audio) == min(max_steps, len(full.frames))
         assert all(np.array_equal(a, b) for a, b in zip(cut.frames + cut.audio, frames + audio))
+
+
+def test_per_second_max_len_defaults_and_zero(tmp_path):
+    """--max-len: ActivityNet settings crop per-second features to 300 steps by default, 0 keeps them whole."""
+    base = dict(videos=str(tmp_path), frames="per-second", settings_from="activitynet", name="x")
+    assert check_options(ExtractOptions(**base)).max_len == 300
+    assert check_options(ExtractOptions(**base, max_len=0)).max_len is None
+    assert check_options(ExtractOptions(**base, max_len=40)).max_len == 40
+    with pytest.raises(DataError, match=r"--max-len -2: expected a number of steps \(0: keep whole sequences\)"):
+        check_options(ExtractOptions(**base, max_len=-2))

@@ -49,10 +49,9 @@ Reference protocol (``--protocol reference``; sources in ``reference_protocol``)
 preset ``tcaf2022``; test β = mean of its three (identical) outputs' β's
 (src/test.py L44-45); the codes' epoch selection; ``video_norm=time``,
 ``audio_scale=1/255``, ``bn_passes=true``, ``eval_positions=steps``,
-``encode_padding=true``, ``crop_rule=reference`` and on ActivityNet ``eval_crop=300``
-(see below). One deviation
-has no switch: the stage-2 learning-rate schedule (below); ActivityNet is exact only
-on an uncropped import (``eval_crop``, below).
+``encode_padding=true`` and ``crop_rule=reference`` (see below). One deviation
+has no switch: the stage-2 learning-rate schedule (below). ActivityNet needs two more
+steps to follow the code: an uncropped import and ``--set eval_crop=300`` (below).
 
 Settings (``defaults``): the public config/best/{best_main,best_cls}/best_<ds>.yaml
 with config/default.yaml: Adam with weight decay 1e-5, batch 64, 300 batches per
@@ -71,7 +70,7 @@ decoder hidden 512, dim_out 64, cross-attention only, and per dataset/features:
 protocol always runs that scheduler, so configs without it get ``lr_patience``
 1000 (it can never fire). ActivityNet trains on random 60-step windows
 (``train_crop``, ``crop_rule``); its sequences are centre-cropped to 300 steps when the
-benchmark is imported (see "Import crop" below). The synthetic benchmarks (nothing
+benchmark is imported unless ``--max-len 0`` keeps them whole (see ``eval_crop`` below). The synthetic benchmarks (nothing
 published) get UCF's values for their feature type, chosen; any other dataset without
 published values is refused (pass them with --set). Per-second CLIP/CLAP features (``temporal-clipclap``, from
 ``avbench data extract --frames per-second``) have no published TCAF settings: they
@@ -123,8 +122,8 @@ Choices and deviations from the public code, with reasons:
   rate_video · rate_audio) steps (37 instead of 40 for cls features; 60 for main)
   from min(len_a - crop_a, round(start_v · rate_video / rate_audio)), or 0 when the
   video was not moved, and every row is padded to exactly that width.
-- Deviation, switch ``eval_crop`` (0 by default; 300 on ActivityNet in ``--protocol
-  reference``) with the import's ``--max-len 0``. By default avbench centre-crops
+- Deviation, switch ``eval_crop`` (0 by default, also in ``--protocol reference``) with
+  the import's ``--max-len 0``. By default avbench centre-crops
   ActivityNet's sequences to 300 steps when the benchmark is imported, in every split
   and each modality on its own (data/layout.py ``DEFAULT_MAX_LEN``), and evaluates
   what is stored. The public code keeps whole videos, draws its training windows from
@@ -133,13 +132,17 @@ Choices and deviations from the public code, with reasons:
   centre: the video from (len - 300) // 2, the audio round(300 · rate_video ·
   rate_audio) steps aligned to it as above, 184 for cls features). ``eval_crop=N``
   applies that test collator (``reference_crop(trim="center")``) before every
-  evaluation. The public behaviour as a whole needs the whole sequences in the file:
-  ``avbench data import --dataset activitynet --features temporal-cls --max-len 0``
-  (no import crop; another data version), then ``--protocol reference``. On a default
-  (cropped) import, reference mode applies the same collator to the stored 300 steps:
-  for main features that changes nothing; for cls features the audio window is the
-  first 184 steps of the stored centred 300 (the public one is aligned to the video's
-  centre window), and training windows come from the central 300 steps.
+  evaluation (config/best/best_{main,cls}/best_anet.yaml L2-4; src/dataset.py L740;
+  main.py L181, L184, L194-212: the validation and test loaders use that collator).
+  The public behaviour as a whole needs the whole sequences in the file: ``avbench
+  data import --dataset activitynet --features temporal-cls --max-len 0`` (no import
+  crop; another data version), then ``--protocol reference --set eval_crop=300``.
+  ``--protocol reference`` does not set ``eval_crop`` itself: on a default (cropped)
+  import the stored videos are all within 300 steps, so the collator would keep the
+  first 184 of the stored centred 300 cls audio steps, about 48 s before the public
+  window, which is aligned to the video's centre (main features: no change). On a
+  default import reference mode therefore evaluates the stored 300 steps, and its
+  training windows come from the central 300 steps.
 - The text projection's Linear runs once per training class and its rows are
   gathered for the batch (same values and gradients); its BatchNorm still sees the
   per-row batch (for l_reg, l_rec) and then the C class rows (for l_ce), in the
@@ -436,17 +439,18 @@ class TCAF(Method):
             dropout_embedding=r_emb,
             hidden_encoder=hid,
             train_crop=crop,
-            # attention over up to 601 tokens: keep evaluation chunks modest on ActivityNet
+            # attention over up to 601 tokens (the default 300-step import or eval_crop=300; a whole-sequence
+            # import without eval_crop attends over whole videos): keep evaluation chunks modest on ActivityNet
             eval_batch_size=64 if dataset == "activitynet" else 256,
         )
         return base
 
     @classmethod
     def reference_protocol(cls, dataset: str, features: str) -> Reference:
+        # eval_crop (ActivityNet's test collator) is not declared: on the default import, whose sequences are
+        # already cropped to 300 steps, it would misalign the cls audio (see "eval_crop" in the docstring)
         options = {"video_norm": "time", "audio_scale": 1.0 / 255.0, "bn_passes": True,
                    "eval_positions": "steps", "encode_padding": True, "crop_rule": "reference"}
-        if dataset == "activitynet":  # its test collator: fixed mode, 300 steps, centre (best_anet.yaml)
-            options["eval_crop"] = 300
         return Reference(
             code="github.com/ExplainableML/TCAF-GZSL",
             preset="tcaf2022",
@@ -469,9 +473,6 @@ class TCAF(Method):
                 "crop_rule": "src/dataset.py DefaultCollator.__call__ L697-700 (fixed mode: crop video and "
                              "round(crop * rate_video * rate_audio) audio steps), L738 (randint(diff)), L741 "
                              "(audio start aligned to the video's), L734 (padding to the fixed width)",
-                "eval_crop": "config/best/best_{main,cls}/best_anet.yaml L2-4 (batch_seqlen_test: fixed, maxlen "
-                             "300, center); src/dataset.py DefaultCollator.__call__ L740 (diff // 2); main.py "
-                             "L181, L184 (collator_test), L194-212 (the validation and test loaders use it)",
             },
         )
 
