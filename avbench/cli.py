@@ -583,7 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how feature values are stored (float16 halves the file; part of the fingerprint)")
     i.add_argument("--max-len", type=int, default=None,
                    help="temporal only: centre-crop longer sequences to this many steps (default: 300 for "
-                        "ActivityNet, none otherwise; 0 keeps whole sequences, as TCAF's reference mode needs)")
+                        "ActivityNet, none otherwise; 0 keeps whole sequences, as TCAF's code on ActivityNet needs)")
     i.set_defaults(func=cmd_import)
     x = dsub.add_parser("extract", parents=[home], help="a benchmark from raw videos: CLIP video, CLAP audio, CLIP‖CLAP "
                                                         "text features (pip install -e \".[extract]\")")

@@ -19,7 +19,8 @@ import torch  # noqa: E402
 from avbench.errors import ConfigError  # noqa: E402
 from avbench.protocol.machine import hardware  # noqa: E402
 from avbench.search.space import load_space  # noqa: E402
-from avbench.search.sweep import _check_settings, seed_plan, trial_resources, tune_space  # noqa: E402
+from avbench.search.resume import check_settings as _check_settings  # noqa: E402
+from avbench.search.sweep_setup import seed_plan, trial_resources, tune_space  # noqa: E402
 
 from conftest import REPO  # noqa: E402
 

@@ -43,7 +43,7 @@ from typing import Callable
 import numpy as np
 
 from avbench.data.benchmark import STORED_SPLITS, Benchmark
-from avbench.data.layout import DEFAULT_MAX_LEN, crop
+from avbench.data.layout import DEFAULT_MAX_LEN, crop, crop_length
 from avbench.data.featurize import FeatureCache, extract_features
 from avbench.data.media import FRAME_MODES
 from avbench.data.splits import DATASETS_WITH_SPLITS, Video, finalise, from_metadata, seeded
@@ -197,12 +197,7 @@ def check_options(o: ExtractOptions) -> ExtractOptions:
     o.name = check_extracted_name(o.name)
     if o.batch_size < 1 or o.workers < 1:
         raise DataError(f"--batch-size {o.batch_size} / --workers {o.workers}: expected positive numbers")
-    if o.max_len is not None and o.max_len < 0:
-        raise DataError(f"--max-len {o.max_len}: expected a number of steps (0: keep whole sequences)")
-    if o.max_len is None and o.frames == "per-second":
-        o.max_len = DEFAULT_MAX_LEN.get(o.settings_from)
-    if o.max_len == 0:
-        o.max_len = None  # no crop
+    o.max_len = crop_length(o.max_len, DEFAULT_MAX_LEN.get(o.settings_from) if o.frames == "per-second" else None)
     return o
 
 

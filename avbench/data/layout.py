@@ -290,6 +290,15 @@ def concat_embeddings(clip: dict, clap: dict, path: Path) -> dict[str, np.ndarra
     return {k: np.concatenate([clip[k], clap[k]]).astype(np.float32) for k in clip}
 
 
+def crop_length(max_len: int | None, default: int | None) -> int | None:
+    """The centre-crop length of ``--max-len``: ``default`` when not given, None (no crop) for 0."""
+    if max_len is None:
+        return default
+    if int(max_len) < 0:
+        raise DataError(f"--max-len {max_len}: expected a number of steps (0: keep whole sequences)")
+    return int(max_len) or None
+
+
 def crop(x: np.ndarray, max_len: int | None) -> np.ndarray:
     """A sequence longer than ``max_len`` steps, centre-cropped to it (as TCAF crops at test time)."""
     lo, hi = centre_window(len(x), max_len)
@@ -329,11 +338,7 @@ def stream_layout(
     feat_dir, split_dir_name = FEATURES[features]
     temporal = features.startswith("temporal-")
     ext = ".pkl" if temporal or features == "clipclap" else ".h5"
-    if max_len is None:
-        max_len = DEFAULT_MAX_LEN.get(dataset)
-    if max_len is not None and int(max_len) < 0:
-        raise DataError(f"--max-len {max_len}: expected a number of steps (0: keep whole sequences)")
-    max_len = None if max_len is None or int(max_len) == 0 else int(max_len)  # 0: no crop
+    max_len = crop_length(max_len, DEFAULT_MAX_LEN.get(dataset))
     base = dataset_root(Path(root), info)
     _listing.cache_clear()
     fold = str.lower if info.case_insensitive else (lambda s: s)

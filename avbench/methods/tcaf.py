@@ -367,10 +367,9 @@ class TCAF(Method):
     )
     inputs = "temporal"
 
-    ATTENTION = ("cross", "self", "both")
-    VIDEO_NORM = ("feature", "time", "none")
-    EVAL_POSITIONS = ("seconds", "steps")
-    CROP_RULE = ("aligned", "reference")
+    # settings with a fixed set of values (kept as attributes of the model)
+    CHOICES = {"attention": ("cross", "self", "both"), "video_norm": ("feature", "time", "none"),
+               "eval_positions": ("seconds", "steps"), "crop_rule": ("aligned", "reference")}
 
     @classmethod
     def defaults(cls, dataset: str, features: str) -> dict:
@@ -479,23 +478,17 @@ class TCAF(Method):
     def __init__(self, dims: Dims, config: dict):
         super().__init__(dims, config)
         c = self.config
-        self.attention = str(c["attention"])
-        if self.attention not in self.ATTENTION:
-            raise ConfigError(f"setting attention={self.attention!r}: expected one of {', '.join(self.ATTENTION)}")
-        self.video_norm = str(c["video_norm"])
-        if self.video_norm not in self.VIDEO_NORM:
-            raise ConfigError(f"setting video_norm={self.video_norm!r}: expected one of {', '.join(self.VIDEO_NORM)}")
+        for key, allowed in self.CHOICES.items():
+            value = str(c[key])
+            if value not in allowed:
+                raise ConfigError(f"setting {key}={value!r}: expected one of {', '.join(allowed)}")
+            setattr(self, key, value)
         if not (c["ce_loss"] or c["reg_loss"] or c["rec_loss"]):
             raise ConfigError("settings ce_loss, reg_loss and rec_loss are all off: nothing to train")
-        for key, allowed in (("eval_positions", self.EVAL_POSITIONS), ("crop_rule", self.CROP_RULE)):
-            if str(c[key]) not in allowed:
-                raise ConfigError(f"setting {key}={c[key]!r}: expected one of {', '.join(allowed)}")
-        self.eval_positions, self.crop_rule = str(c["eval_positions"]), str(c["crop_rule"])
         self.encode_padding = bool(c["encode_padding"])
-        if int(c["eval_crop"]) < 0:
-            raise ConfigError(f"setting eval_crop={c['eval_crop']!r}: expected 0 (off) or a number of steps")
-        if int(c["train_crop"]) < 0:
-            raise ConfigError(f"setting train_crop={c['train_crop']!r}: expected 0 (off) or a number of steps")
+        for key in ("train_crop", "eval_crop"):
+            if int(c[key]) < 0:
+                raise ConfigError(f"setting {key}={c[key]!r}: expected 0 (off) or a number of steps")
         for key in ("rate_audio", "rate_video"):
             if float(c[key]) <= 0:
                 raise ConfigError(f"setting {key}={c[key]!r}: expected seconds per step > 0")

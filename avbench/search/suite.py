@@ -281,7 +281,8 @@ def plan(suite: Suite, home=None, db=None, storage=None, tracking_uri=None, addr
 
 def _finished(item: Planned, home: Path, store) -> bool:
     """A sweep whose search ended and whose final seeds are all in the store (nothing left to run)."""
-    from avbench.search.sweep import SETTINGS_FILE, seed_plan
+    from avbench.search.resume import SETTINGS_FILE
+    from avbench.search.sweep_setup import seed_plan
 
     exp = home / "sweeps" / item.name
     summary, settings = exp / "avbench_summary.json", exp / SETTINGS_FILE

@@ -256,9 +256,9 @@ def _study_trials(name: str, sweeps_dir: Path, storage: str | None) -> dict:
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         if storage:
-            from avbench.search.sweep import _optuna_storage
+            from avbench.search.resume import optuna_storage
 
-            st = _optuna_storage(storage, sweeps_dir / f"{name}.optuna.journal")
+            st = optuna_storage(storage, sweeps_dir / f"{name}.optuna.journal")
         else:
             path = sweeps_dir / f"{name}.optuna.journal"
             if not path.is_file():

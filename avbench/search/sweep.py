@@ -33,21 +33,11 @@ from __future__ import annotations
 
 import os
 import time
-from avbench.errors import ConfigError
-from avbench.search.sweep_setup import (  # noqa: F401  (the sweep's parts, importable from here)
-    SETTINGS_FILE,
-    PreparedSweep,
-    SweepSpec,
-    check_settings,
-    optuna_storage,
-    quiet_libraries,
-    seed_plan,
-    trial_resources,
-    tune_space,
-)
-from avbench.search.trial import OBJECTIVE, run_final, run_trial
 
-_check_settings, _optuna_storage = check_settings, optuna_storage  # earlier names
+from avbench.errors import ConfigError
+from avbench.search.resume import optuna_storage
+from avbench.search.sweep_setup import PreparedSweep, SweepSpec, quiet_libraries, tune_space
+from avbench.search.trial import OBJECTIVE, run_final, run_trial
 
 
 def sweep(spec: SweepSpec, console=None, live: bool = True, on_final=None) -> dict:

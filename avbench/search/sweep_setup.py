@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from avbench import __version__
 from avbench.errors import ConfigError
 from avbench.protocol.feed import parse_bytes
-from avbench.search.resume import SETTINGS_FILE, check_settings, optuna_storage  # noqa: F401  (also importable here)
+from avbench.search.resume import check_settings, optuna_storage
 
 SUMMARY_FILE = "avbench_summary.json"
 
