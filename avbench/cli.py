@@ -64,7 +64,8 @@ def cmd_run(args) -> int:
         if args.entry:
             from avbench.protocol.presets import resolve_protocol
 
-            _, protocol_options, _ = resolve_protocol(args.method, args.protocol, bench.settings_dataset, bench.features)
+            _, protocol_options, _ = resolve_protocol(args.method, args.protocol, bench.settings_dataset, bench.features,
+                                                      benchmark=bench)
             config = resolve_config(args.method, bench.settings_dataset, bench.features, {**bench.budget, **overrides},
                                     protocol_options=protocol_options)
             store.check_entry_compatible(args.entry, method=args.method, dataset=bench.dataset,
@@ -132,7 +133,9 @@ def cmd_run(args) -> int:
         rid, inserted = store.add(result, entry=args.entry)
         stored = (rid, inserted, store)
         summary["result_id"] = rid
-        summary["entry"] = store.get(rid)["entry"]
+        row = store.get(rid)
+        summary["entry"] = row["entry"]
+        summary["search_seed_of"] = _search_seed_of(store, row)
     if args.json:
         out = {**summary, "features": result.features, "stage2_epochs": result.stage2_epochs,
                "device": result.device, "hardware": result.hardware, "torch_version": result.torch_version,
@@ -145,7 +148,19 @@ def cmd_run(args) -> int:
         rid, inserted, store = stored
         what = "stored as result" if inserted else "already in the store as result"
         _console().print(f"{what} {rid} ({store._safe_url()}); see `avbench leaderboard`")
+        if summary["search_seed_of"]:
+            _console().print(f"left out of the leaderboard: seed {summary['seed']} chose this configuration in "
+                             f"sweep {', '.join(summary['search_seed_of'])} (a result on a search seed repeats the "
+                             f"run that won the search; run the final seeds instead)")
     return 0
+
+
+def _search_seed_of(store, row: dict) -> list[str]:
+    """The sweep entries that chose this result's configuration on its seed (the leaderboard leaves it out)."""
+    from avbench.results.leaderboard import IDENTITY, identity, searched_by
+
+    same = store.rows(columns=[*IDENTITY, "entry", "search_seeds"], config_hash=row["config_hash"])
+    return sorted(searched_by(same).get(identity(row), {}).get(int(row["seed"]), ()))
 
 
 def _print_result(summary: dict, result) -> None:

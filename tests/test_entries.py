@@ -136,6 +136,26 @@ def test_cli_run_entry_results_and_delete(tmp_path, capsys):
     assert capsys.readouterr().out.count("cased") == 2
 
 
+
+def test_cli_run_says_when_its_seed_chose_the_configuration(tmp_path, capsys):
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    base = ["run", "--quiet", "--db", db, "--epochs", "1", "--batches-per-epoch", "2",
+            "--set", "batch_size=16", "--set", "hidden_encoder=16"]
+    assert main([*base, "--json", "--seed", "1", "--entry", "first"]) == 0
+    stored = Store(db).rows()[0]
+    # a sweep's final of that configuration, searched on seed 0 (as a sweep stores it)
+    Store(db).add_rows([{**{k: v for k, v in stored.items() if k != "id"}, "seed": 1, "entry": "the-sweep",
+                         "entry_kind": "sweep", "search_seeds": [0]}])
+    capsys.readouterr()
+    assert main([*base, "--json", "--seed", "0", "--entry", "first"]) == 0
+    assert json.loads(capsys.readouterr().out)["search_seed_of"] == ["the-sweep"]
+    assert main([*base, "--seed", "0", "--entry", "first"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "left out of the leaderboard: seed 0 chose this configuration in sweep the-sweep" in out
+    assert main([*base, "--json", "--seed", "2", "--entry", "first"]) == 0
+    assert json.loads(capsys.readouterr().out)["search_seed_of"] == []
+
+
 # columns added since (the machine came after entries: the migration adds both)
 NEW_COLUMNS = {"entry", "entry_kind", "protocol_mode", "protocol_options", "search_seeds", "reduced_budget", "threads",
                "hardware"}
@@ -188,6 +208,27 @@ def test_a_final_on_another_sweeps_search_seed_in_the_same_entry_is_never_shown(
     rows = _sweep([1, 2, 3], 50.0, search_seeds=[0]) + _sweep([4, 5], 50.0, created=100, search_seeds=[0, 1, 2])
     _, c = _cell(rows)
     assert c.values == [53.0, 54.0, 55.0]  # seeds 1 and 2 chose the configuration in the second sweep
+
+
+def test_a_run_of_the_chosen_configuration_on_a_search_seed_is_never_shown():
+    # a sweep chose configuration c0 on seed 0; `avbench run` of c0 on seeds 0-2 in an entry of its own
+    rows = _sweep([1, 2], 50.0, search_seeds=[0]) + [make_row(seed=s, HM=40.0 + s, entry="mine") for s in range(3)]
+    _, c = _cell(rows, entries=["mine"])
+    assert c.values == [41.0, 42.0]  # seed 0 repeats the run that won the search
+    # the same seeds of another configuration, another data version or protocol mode are kept
+    for other in ({"config_hash": "c1"}, {"data_fingerprint": "new"}, {"protocol_mode": "reference"}):
+        rows = _sweep([1, 2], 50.0, search_seeds=[0]) + [make_row(seed=s, HM=40.0 + s, entry="mine", **other)
+                                                           for s in range(3)]
+        boards = lb.compile_boards([dict(r, id=i) for i, r in enumerate(rows)], entries=["mine"])
+        assert [b.cells[("avca", "ucf")].values for b in boards] == [[40.0, 41.0, 42.0]], other
+
+
+def test_a_sweeps_finals_are_not_dropped_for_another_sweeps_search_seeds():
+    # two sweeps chose configuration c0 each on its own: A on seed 0 (finals 1-3), B on seeds 1-3 (finals 4, 5)
+    rows = _sweep([1, 2, 3], 50.0, created=100, entry="A", search_seeds=[0])
+    rows += _sweep([4, 5], 50.0, entry="B", search_seeds=[1, 2, 3])
+    _, c = _cell(rows)
+    assert (c.entry, c.values) == ("A", [51.0, 52.0, 53.0])  # A's choice never saw seeds 1-3
 
 
 def test_a_dataset_mixing_data_versions_is_marked_in_its_title():

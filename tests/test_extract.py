@@ -125,6 +125,7 @@ def test_per_second_features_run_tcaf(own_videos, models, tmp_path, capsys):
     s = b.split("stage_1_train")
     assert b.temporal and (b.audio_dim, b.video_dim) == (24, 16)
     assert set(s.audio_len) == {1, 2} and np.array_equal(s.audio_len, s.video_len)  # 1-1.75 s: 1 or 2 steps
+    assert b.sequence_crop == 0  # recorded: UCF's settings keep whole sequences (TCAF's reference mode needs them)
     assert main(["run", "--method", "tcaf", "--dataset", "mine-t", "--epochs", "1", "--batches-per-epoch", "1",
                  "--set", "batch_size=8", "--home", str(home), "--no-store", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["features"] == "temporal-clipclap"
@@ -267,6 +268,7 @@ def test_benchmark_is_written_from_the_cache_in_chunks(own_videos, models, tmp_p
                          "--max-len", "1"), capsys)
     b = load_benchmark("chunked", home)
     assert b.fingerprint == rep["fingerprint"]
+    assert b.sequence_crop == (1 if frames == "per-second" else None)  # 2-step videos were cut: recorded
     cache = FeatureCache(home / "cache" / "extract", Encoders(str(models[0]), str(models[1]), "cpu").identity(), frames,
                          1)
     path = {v.video_id: v.path for v in find_videos(own_videos)[0]}

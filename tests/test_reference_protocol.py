@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from avbench.data.synthetic import SyntheticSpec, synthetic_benchmark
-from avbench.errors import ConfigError
+from avbench.errors import ConfigError, DataError
 from avbench.methods import available_methods, get_method
 from avbench.methods.base import Batch, Dims, Method
 from avbench.protocol import trainer
@@ -196,6 +196,11 @@ def test_each_reference_protocol_resolves(method):
         sources = reference_sources(method, ds, feats)
         for key in options:  # every option names the public code line it restores
             assert " L" in sources[key], (method, key)
+        assert set(sources) - {"code", "preset"} == set(options) | ({"whole_sequences"} if
+                                                                     cls.reference_protocol(ds, feats).whole_sequences
+                                                                     else set()), (method, ds, feats)
+        if "whole_sequences" in sources:
+            assert " L" in sources["whole_sequences"]
         platform = resolve_config(method, ds, feats)
         reference = resolve_config(method, ds, feats, protocol_options=options)
         fixed = {k: v for k, v in options.items() if k not in PROTOCOL_OPTIONS}
@@ -222,13 +227,35 @@ def test_declared_reference_options():
         assert got_preset == preset
         assert {k: v for k, v in got.items() if k not in PROTOCOL_OPTIONS} == opts, method
         assert (got["beta_rule"], got["selection"]) == ("mean", "zero-is-unset")
-    # ActivityNet: TCAF's test crop needs an uncropped import, so reference mode leaves it to --set eval_crop=300
+    # ActivityNet: TCAF's test collator (on whole sequences, see the test below)
     _, anet, _ = resolve_protocol("tcaf", "reference", "activitynet", "temporal-cls")
-    assert "eval_crop" not in anet
-    assert resolve_config("tcaf", "activitynet", "temporal-cls", {"eval_crop": "300"},
-                          protocol_options=anet)["eval_crop"] == 300
+    assert anet["eval_crop"] == 300 and resolve_config("tcaf", "activitynet", "temporal-cls",
+                                                       protocol_options=anet)["eval_crop"] == 300
     with pytest.raises(ConfigError, match="'nope'"):
         resolve_protocol("avca", "nope", "ucf", "main")
+
+
+def test_reference_refuses_cropped_sequences():
+    """TCAF's code reads whole sequences: a benchmark cropped when written (or not saying) is refused,
+    with the way out; the platform mode and methods that average the sequences run on it."""
+    b = synthetic_benchmark(variant="synthetic-temporal")
+    assert b.sequence_crop == 0  # generated whole
+    args = (b.settings_dataset, b.features)
+    assert resolve_protocol("tcaf", "reference", *args, benchmark=b)[2] == "reference"
+    b.extra["max_len"] = "300"
+    with pytest.raises(DataError, match=r"^benchmark synthetic-temporal: the reference protocol of tcaf needs whole "
+                                        r"sequences, as its code reads them \[src/dataset.py get_data_by_modality .*"
+                                        r"\], and this file has sequences centre-cropped to 300 steps; write it again "
+                                        r"\(another data version\) with --max-len 0 .* --protocol tcaf2022$"):
+        resolve_protocol("tcaf", "reference", *args, benchmark=b)
+    del b.extra["max_len"]
+    with pytest.raises(DataError, match="does not record whether its sequences were cropped"):
+        resolve_protocol("tcaf", "reference", *args, benchmark=b)
+    assert resolve_protocol("tcaf", "tcaf2022", *args, benchmark=b) == ("tcaf2022", {}, "platform")
+    assert resolve_protocol("avca", "reference", *args, benchmark=b)[2] == "reference"  # it averages them
+    with pytest.raises(DataError, match="cropped"):  # a run checks it before it reads a split
+        run_protocol(b, "tcaf", protocol="reference", seed=0, overrides={"epochs": 1}, stage1_only=True)
+    assert b.loaded == []
 
 
 def test_reference_options_cannot_be_overridden():

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from avbench.cli import main
-from avbench.data.layout import crop, import_layout
+from avbench.data.benchmark import Benchmark
+from avbench.data.layout import crop, import_layout, import_to_file
 from avbench.data.registry import load_benchmark
 from avbench.data.synthetic import SyntheticSpec, synthetic_benchmark, write_avca_layout
 from avbench.errors import ConfigError, DataError
@@ -53,11 +54,19 @@ def test_long_sequences_are_centre_cropped():
     assert crop(x, None) is x
 
 
-def test_import_max_len_crops_and_zero_keeps_whole_sequences(layout):
+def test_import_max_len_crops_and_zero_keeps_whole_sequences(layout, tmp_path):
     lens = {m: import_layout(layout, "ucf", "temporal-main", max_len=m).split("stage_1_train").audio_len
             for m in (3, 0, None)}
     assert lens[3].max() == 3 and lens[0].max() == 7  # 0: no crop (TCAF's reference mode on ActivityNet)
     assert np.array_equal(lens[0], lens[None])  # UCF: no default crop
+    # the crop is recorded, in memory and in the file (TCAF's reference mode needs whole sequences)
+    assert [import_layout(layout, "ucf", "temporal-main", max_len=m).sequence_crop for m in (3, 0, None)] == [3, 0, 0]
+    # a crop that cut nothing keeps the data of --max-len 0 (same fingerprint): recorded as whole
+    same = import_layout(layout, "ucf", "temporal-main", max_len=7)
+    assert same.sequence_crop == 0 and same.fingerprint == import_layout(layout, "ucf", "temporal-main").fingerprint
+    written = import_to_file(layout, "ucf", "temporal-main", tmp_path / "b.h5", max_len=3)
+    assert Benchmark.open(written.path).sequence_crop == 3
+    assert synthetic_benchmark().sequence_crop is None  # averaged features: no sequences
     with pytest.raises(DataError, match=r"--max-len -1: expected a number of steps \(0: keep whole sequences\)"):
         import_layout(layout, "ucf", "temporal-main", max_len=-1)
 
@@ -131,3 +140,48 @@ def test_temporal_methods_get_sequences_and_lengths():
     with pytest.raises(ConfigError, match="needs per-second"):
         run_protocol(synthetic_benchmark(SyntheticSpec(**{**SPEC.__dict__, "temporal_len": None, "class_names": None})),
                      "test-temporal-mean", seed=0, overrides={"epochs": 1})
+
+
+def test_reference_mode_refuses_a_cropped_import(layout, tmp_path, capsys):
+    """TCAF's code reads whole sequences: `avbench run --protocol reference` on an import cropped with
+    --max-len says so in one line; the same import runs in the platform mode."""
+    home = tmp_path / "home"
+    assert main(["data", "import", "--root", str(layout), "--dataset", "ucf", "--features", "temporal-main",
+                 "--max-len", "3", "--home", str(home)]) == 0
+    run = ["run", "--method", "tcaf", "--dataset", "ucf-temporal-main", "--home", str(home), "--no-store", "--quiet",
+           "--epochs", "1", "--batches-per-epoch", "1", "--set", "batch_size=8"]
+    capsys.readouterr()
+    assert main([*run, "--protocol", "reference"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "needs whole sequences" in err and "centre-cropped to 3 steps" in err and len(err.splitlines()) == 1
+    assert main(run) == 0
+    from avbench.data.registry import list_benchmarks  # `avbench datasets` says how the sequences are stored
+
+    detail = {r["name"]: r["detail"] for r in list_benchmarks(home)}["ucf-temporal-main"]
+    assert "sequences centre-cropped to 3 steps" in detail
+
+
+def test_a_file_without_its_crop_record_is_not_whole(layout, tmp_path, capsys):
+    """A per-second file written before files recorded their crop: crop unknown, shown so, refused by TCAF's
+    reference mode; a malformed record is a one-line error naming the file."""
+    import h5py
+
+    home = tmp_path / "home"
+    assert main(["data", "import", "--root", str(layout), "--dataset", "ucf", "--features", "temporal-main",
+                 "--home", str(home)]) == 0
+    path = home / "datasets" / "ucf-temporal-main.h5"
+    assert load_benchmark("ucf-temporal-main", home).sequence_crop == 0
+    with h5py.File(path, "r+") as f:
+        del f.attrs["x_max_len"]
+    b = load_benchmark("ucf-temporal-main", home)
+    assert b.sequence_crop is None
+    from avbench.data.registry import list_benchmarks
+    from avbench.protocol.presets import resolve_protocol
+
+    assert "sequence crop not recorded" in {r["name"]: r["detail"] for r in list_benchmarks(home)}["ucf-temporal-main"]
+    with pytest.raises(DataError, match=rf"\({path}\): .*does not record whether its sequences were cropped"):
+        resolve_protocol("tcaf", "reference", b.settings_dataset, b.features, benchmark=b)
+    with h5py.File(path, "r+") as f:
+        f.attrs["x_max_len"] = "abc"
+    with pytest.raises(DataError, match=rf"^{path}: attribute x_max_len='abc': expected a number of steps"):
+        load_benchmark("ucf-temporal-main", home)

@@ -215,6 +215,7 @@ class Benchmark:
         if self.split_bytes and "stage_2_train" not in self.split_bytes:
             self.split_bytes["stage_2_train"] = sum(self.split_bytes[p] for p in STAGE_2_TRAIN_PARTS)
         self.extra = dict(extra or {})  # further attributes of the file (e.g. how it was extracted)
+        self.path: Path | None = None  # the file it was opened from (None: in memory)
         self.loaded: list[str] = []  # which splits were read, in order (for audits)
         self.budget: dict = {}  # protocol settings this benchmark suggests (e.g. a small epoch budget)
 
@@ -224,6 +225,14 @@ class Benchmark:
         """The published dataset whose per-dataset method settings apply: the dataset itself, or for
         a benchmark of other classes (``avbench data extract``) the one it was built after."""
         return self.extra.get("settings_from") or self.dataset
+
+    @property
+    def sequence_crop(self) -> int | None:
+        """How many steps a per-second benchmark's sequences were centre-cropped to when it was
+        written (``--max-len``; 0: kept whole). None for averaged features, and for a file that does
+        not record it (written before avbench recorded its crop)."""
+        value = self.extra.get("max_len")
+        return int(value) if self.temporal and value is not None else None
 
     @property
     def num_classes(self) -> int:
@@ -374,11 +383,14 @@ class Benchmark:
         except (OSError, KeyError) as e:
             raise DataError(f"{path}: not a readable avbench benchmark file ({e})") from None
         temporal = bool(int(a.get("temporal", 0)))
+        crop = str(a.get("x_max_len", "0"))
+        if not crop.isdigit():
+            raise DataError(f"{path}: attribute x_max_len={crop!r}: expected a number of steps (0: whole sequences)")
 
         def load(name: str, lazy: bool = False) -> Split:
             return read_split(path, name, fmt, temporal, lazy)
 
-        return cls(
+        bench = cls(
             name=str(a["name"]),
             dataset=str(a["dataset"]),
             features=str(a["features"]),
@@ -397,6 +409,8 @@ class Benchmark:
             split_bytes=split_bytes,
             extra={k[len("x_"):]: str(v) for k, v in a.items() if k.startswith("x_")},
         )
+        bench.path = path
+        return bench
 
 
 def read_split(path: Path, name: str, fmt: int, temporal: bool, lazy: bool = False) -> Split:

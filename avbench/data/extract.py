@@ -43,7 +43,7 @@ from typing import Callable
 import numpy as np
 
 from avbench.data.benchmark import STORED_SPLITS, Benchmark
-from avbench.data.layout import DEFAULT_MAX_LEN, crop, crop_length
+from avbench.data.layout import DEFAULT_MAX_LEN, crop, crop_length, crop_record
 from avbench.data.featurize import FeatureCache, extract_features
 from avbench.data.media import FRAME_MODES
 from avbench.data.splits import DATASETS_WITH_SPLITS, Video, finalise, from_metadata, seeded
@@ -129,6 +129,7 @@ def write_benchmark(path: Path, *, name: str, settings_from: str, frames: str, p
     are centre-cropped."""
     cid = {c: i for i, c in enumerate(classes)}
     temporal = frames == "per-second"
+    cut = False  # whether the crop may have shortened a sequence (recorded in the file)
     with BenchmarkWriter(path) as w:
         for s in STORED_SPLITS:
             ids = per_split[s]
@@ -140,6 +141,8 @@ def write_benchmark(path: Path, *, name: str, settings_from: str, frames: str, p
                     if hit is None:  # removed or damaged since it was extracted
                         raise DataError(f"feature cache {cache.dir}: the features of {paths[v]} are gone or "
                                         "unreadable; run the extraction again (it re-extracts that video)")
+                    # the cache holds sequences cut at decoding: one of max_len steps may have been longer
+                    cut = cut or temporal and max_len is not None and max(len(hit[0]), len(hit[1])) >= max_len
                     audio.append(crop(hit[0], max_len) if temporal else hit[0])
                     video.append(crop(hit[1], max_len) if temporal else hit[1])
                 if not temporal:
@@ -147,7 +150,8 @@ def write_benchmark(path: Path, *, name: str, settings_from: str, frames: str, p
                 w.add(s, audio, video, np.array([cid[klass[v]] for v in chunk], dtype=np.int64), chunk)
         return w.finish(name=name, dataset=name, features="temporal-clipclap" if temporal else "clipclap",
                         class_names=classes, embeddings=embeddings, source=source,
-                        extra={"settings_from": settings_from})
+                        extra={"settings_from": settings_from,
+                               **({"max_len": crop_record(max_len if cut else None)} if temporal else {})})
 
 
 # -- everything ------------------------------------------------------------------------

@@ -299,6 +299,13 @@ def crop_length(max_len: int | None, default: int | None) -> int | None:
     return int(max_len) or None
 
 
+def crop_record(max_len: int | None) -> str:
+    """How a benchmark file records the crop of its per-second sequences (attribute ``x_max_len``):
+    the number of steps when the crop cut some sequence, else "0" (every sequence whole, as
+    ``--max-len 0`` would have kept them: the same data)."""
+    return str(int(max_len or 0))
+
+
 def crop(x: np.ndarray, max_len: int | None) -> np.ndarray:
     """A sequence longer than ``max_len`` steps, centre-cropped to it (as TCAF crops at test time)."""
     lo, hi = centre_window(len(x), max_len)
@@ -317,6 +324,12 @@ class LayoutInfo:
     legacy: np.ndarray
     source: str
     temporal: bool
+    max_len: int | None = None  # the centre crop that cut some per-second sequence (None: all kept whole)
+
+    @property
+    def extra(self) -> dict[str, str]:
+        """The file attributes of an import: a per-second one records its crop (see ``crop_record``)."""
+        return {"max_len": crop_record(self.max_len)} if self.temporal else {}
 
 
 def stream_layout(
@@ -339,6 +352,7 @@ def stream_layout(
     temporal = features.startswith("temporal-")
     ext = ".pkl" if temporal or features == "clipclap" else ".h5"
     max_len = crop_length(max_len, DEFAULT_MAX_LEN.get(dataset))
+    cut = False  # whether the crop shortened any sequence (recorded in the file)
     base = dataset_root(Path(root), info)
     _listing.cache_clear()
     fold = str.lower if info.case_insensitive else (lambda s: s)
@@ -420,11 +434,13 @@ def stream_layout(
                         f"{pa}: video '{u}' is also listed for class {class_names[prev[1]]!r} in {name}"
                     )
             if temporal:
+                cut = cut or any(max_len is not None and len(x) > max_len for x in (*a, *v))
                 a, v = [crop(x, max_len) for x in a], [crop(x, max_len) for x in v]
             sink(name, a, v, np.full(len(ua), c, dtype=np.int64), ua)
         if progress is not None:
             progress(name)
-    return LayoutInfo(f"{dataset}-{features}", dataset, features, class_names, by_name, legacy, str(base), temporal)
+    return LayoutInfo(f"{dataset}-{features}", dataset, features, class_names, by_name, legacy, str(base), temporal,
+                      max_len if temporal and cut else None)
 
 
 def import_layout(
@@ -455,6 +471,7 @@ def import_layout(
     return Benchmark.from_splits(
         name=info.name, dataset=dataset, features=features, class_names=info.class_names,
         embeddings=info.embeddings, legacy_embeddings=info.legacy, splits=splits, source=info.source, dtype=dtype,
+        extra=info.extra,
     )
 
 
@@ -470,7 +487,8 @@ def import_to_file(
     with BenchmarkWriter(path, dtype=dtype) as w:
         info = stream_layout(root, dataset, features, w.add, progress, max_len)
         return w.finish(name=info.name, dataset=dataset, features=features, class_names=info.class_names,
-                        embeddings=info.embeddings, legacy_embeddings=info.legacy, source=info.source)
+                        embeddings=info.embeddings, legacy_embeddings=info.legacy, source=info.source,
+                        extra=info.extra)
 
 
 @functools.lru_cache(maxsize=64)

@@ -110,6 +110,15 @@ def load_benchmark(name: str, home: str | os.PathLike | None = None) -> Benchmar
     return Benchmark.open(path)
 
 
+def _sequences(b: Benchmark) -> str:
+    """How a per-second benchmark's sequences were stored (TCAF's reference mode needs them whole)."""
+    if not b.temporal:
+        return ""
+    crop = b.sequence_crop
+    return ("sequences whole, " if crop == 0 else "sequence crop not recorded, " if crop is None
+            else f"sequences centre-cropped to {crop} steps, ")
+
+
 def list_benchmarks(home: str | os.PathLike | None = None) -> list[dict]:
     """Every known name with whether it is available and where from."""
     rows = [{"name": k, "status": "built in", "detail": v} for k, v in BUILTIN.items()]
@@ -121,7 +130,7 @@ def list_benchmarks(home: str | os.PathLike | None = None) -> list[dict]:
                     b = Benchmark.open(path)
                     detail = (
                         f"{b.num_classes} classes, audio {b.audio_dim}-d, video {b.video_dim}-d, "
-                        f"fingerprint {b.fingerprint}"
+                        f"{_sequences(b)}fingerprint {b.fingerprint}"
                     )
                     status = "imported"
                 except DataError as e:
@@ -138,7 +147,8 @@ def list_benchmarks(home: str | os.PathLike | None = None) -> list[dict]:
             b = Benchmark.open(path)
             status = "extracted"
             detail = (f"{b.num_classes} classes, audio {b.audio_dim}-d, video {b.video_dim}-d, text {b.text_dim}-d, "
-                      f"{b.features} features, {b.settings_dataset} settings, fingerprint {b.fingerprint}")
+                      f"{b.features} features, {b.settings_dataset} settings, {_sequences(b)}"
+                      f"fingerprint {b.fingerprint}")
         except DataError as e:
             status, detail = "unreadable", str(e)
         rows.append({"name": key, "status": status, "detail": detail})

@@ -239,6 +239,7 @@ def _built(spec: SyntheticSpec, variant: str) -> Benchmark:
         legacy_embeddings=None,
         splits=g["splits"],
         source=f"synthetic seed={spec.seed}",
+        extra={"max_len": "0"} if spec.temporal_len else None,  # generated sequences: whole
     )
 
 

@@ -108,9 +108,12 @@ class Reference:
     how the test β is formed from the per-output validation β's; ``selection`` the
     stage-1 epoch rule ("first-best" or "zero-is-unset", see protocol.run.select);
     ``options`` are method or protocol settings (keys of the resolved config) with
-    the values that restore the code's behaviour. ``sources`` names, for
-    "beta_rule", "selection" and every option, the file and function (line) of the
-    public code it follows (the preset's lines are its ``Preset.source``).
+    the values that restore the code's behaviour. ``whole_sequences``: the code reads
+    per-second sequences whole, so a benchmark whose sequences were cropped when it was
+    written (``--max-len``) cannot reproduce it and is refused. ``sources`` names, for
+    "beta_rule", "selection", every option and ``whole_sequences`` when set, the file
+    and function (line) of the public code it follows (the preset's lines are its
+    ``Preset.source``).
     """
 
     code: str  # public repository, e.g. github.com/ExplainableML/AVCA-GZSL
@@ -119,6 +122,7 @@ class Reference:
     selection: str
     options: dict = field(default_factory=dict)
     sources: dict = field(default_factory=dict)
+    whole_sequences: bool = False
 
 
 @dataclass(frozen=True)

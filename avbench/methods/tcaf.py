@@ -49,9 +49,11 @@ Reference protocol (``--protocol reference``; sources in ``reference_protocol``)
 preset ``tcaf2022``; test β = mean of its three (identical) outputs' β's
 (src/test.py L44-45); the codes' epoch selection; ``video_norm=time``,
 ``audio_scale=1/255``, ``bn_passes=true``, ``eval_positions=steps``,
-``encode_padding=true`` and ``crop_rule=reference`` (see below). One deviation
-has no switch: the stage-2 learning-rate schedule (below). ActivityNet needs two more
-steps to follow the code: an uncropped import and ``--set eval_crop=300`` (below).
+``encode_padding=true`` and ``crop_rule=reference`` (see below), and on ActivityNet
+``eval_crop=300``. It reads whole sequences as the code does, so it refuses a benchmark
+whose sequences were cropped when it was written (the default ActivityNet import: use
+``--max-len 0``; see ``eval_crop`` below). One deviation has no switch: the stage-2
+learning-rate schedule (below).
 
 Settings (``defaults``): the public config/best/{best_main,best_cls}/best_<ds>.yaml
 with config/default.yaml: Adam with weight decay 1e-5, batch 64, 300 batches per
@@ -70,7 +72,8 @@ decoder hidden 512, dim_out 64, cross-attention only, and per dataset/features:
 protocol always runs that scheduler, so configs without it get ``lr_patience``
 1000 (it can never fire). ActivityNet trains on random 60-step windows
 (``train_crop``, ``crop_rule``); its sequences are centre-cropped to 300 steps when the
-benchmark is imported unless ``--max-len 0`` keeps them whole (see ``eval_crop`` below). The synthetic benchmarks (nothing
+benchmark is imported unless ``--max-len 0`` keeps them whole (see ``eval_crop`` below;
+the reference mode needs them whole). The synthetic benchmarks (nothing
 published) get UCF's values for their feature type, chosen; any other dataset without
 published values is refused (pass them with --set). Per-second CLIP/CLAP features (``temporal-clipclap``, from
 ``avbench data extract --frames per-second``) have no published TCAF settings: they
@@ -122,27 +125,29 @@ Choices and deviations from the public code, with reasons:
   rate_video · rate_audio) steps (37 instead of 40 for cls features; 60 for main)
   from min(len_a - crop_a, round(start_v · rate_video / rate_audio)), or 0 when the
   video was not moved, and every row is padded to exactly that width.
-- Deviation, switch ``eval_crop`` (0 by default, also in ``--protocol reference``) with
-  the import's ``--max-len 0``. By default avbench centre-crops
+- Deviation, switch ``eval_crop`` (0 by default; 300 in ``--protocol reference`` on
+  ActivityNet), with the import's ``--max-len 0``. By default avbench centre-crops
   ActivityNet's sequences to 300 steps when the benchmark is imported, in every split
   and each modality on its own (data/layout.py ``DEFAULT_MAX_LEN``), and evaluates
-  what is stored. The public code keeps whole videos, draws its training windows from
-  the whole video and crops only its validation and test batches (its test
-  collator: config/best/*/best_anet.yaml ``batch_seqlen_test: fixed``, maxlen 300,
-  centre: the video from (len - 300) // 2, the audio round(300 · rate_video ·
-  rate_audio) steps aligned to it as above, 184 for cls features). ``eval_crop=N``
-  applies that test collator (``reference_crop(trim="center")``) before every
-  evaluation (config/best/best_{main,cls}/best_anet.yaml L2-4; src/dataset.py L740;
-  main.py L181, L184, L194-212: the validation and test loaders use that collator).
-  The public behaviour as a whole needs the whole sequences in the file: ``avbench
-  data import --dataset activitynet --features temporal-cls --max-len 0`` (no import
-  crop; another data version), then ``--protocol reference --set eval_crop=300``.
-  ``--protocol reference`` does not set ``eval_crop`` itself: on a default (cropped)
-  import the stored videos are all within 300 steps, so the collator would keep the
-  first 184 of the stored centred 300 cls audio steps, about 48 s before the public
-  window, which is aligned to the video's centre (main features: no change). On a
-  default import reference mode therefore evaluates the stored 300 steps, and its
-  training windows come from the central 300 steps.
+  what is stored. The public code reads every video whole (src/dataset.py
+  get_data_by_modality L1407-1409), draws its training windows from the whole video
+  and crops only its validation and test batches (its test collator:
+  config/best/*/best_anet.yaml ``batch_seqlen_test: fixed``, maxlen 300, centre: the
+  video from (len - 300) // 2, the audio round(300 · rate_video · rate_audio) steps
+  aligned to it as above, 184 for cls features). ``eval_crop=N`` applies that test
+  collator (``reference_crop(trim="center")``) before every evaluation
+  (config/best/best_{main,cls}/best_anet.yaml L2-4; src/dataset.py L739-741; the
+  validation loaders, main.py L181, L184, L196, L212, and the test loader,
+  get_evaluation.py L82-98, use that collator).
+  ``--protocol reference`` needs the whole sequences in the file (``Reference
+  .whole_sequences``; the file records its import crop): ``avbench data import
+  --dataset activitynet --features temporal-cls --max-len 0`` (another data version).
+  On a cropped benchmark, among them the default ActivityNet import and any file
+  written before avbench recorded its crop, it refuses to run, since no setting could
+  give back the code's windows: on the stored centred 300 steps the collator would keep
+  the first 184 cls audio steps, about 48 s before the public window, which is aligned
+  to the video's centre, and training windows would come from the central 300 steps
+  only. The platform mode (``tcaf2022``) runs on either.
 - The text projection's Linear runs once per training class and its rows are
   gathered for the batch (same values and gradients); its BatchNorm still sees the
   per-row batch (for l_reg, l_rec) and then the C class rows (for l_ce), in the
@@ -446,17 +451,26 @@ class TCAF(Method):
 
     @classmethod
     def reference_protocol(cls, dataset: str, features: str) -> Reference:
-        # eval_crop (ActivityNet's test collator) is not declared: on the default import, whose sequences are
-        # already cropped to 300 steps, it would misalign the cls audio (see "eval_crop" in the docstring)
         options = {"video_norm": "time", "audio_scale": 1.0 / 255.0, "bn_passes": True,
                    "eval_positions": "steps", "encode_padding": True, "crop_rule": "reference"}
+        sources = {}
+        if dataset == "activitynet":  # the test collator; needs the whole sequences (whole_sequences below)
+            options["eval_crop"] = 300
+            sources["eval_crop"] = ("config/best/best_{main,cls}/best_anet.yaml L2-4 (batch_seqlen_test fixed, "
+                                    "maxlen 300, center); src/dataset.py DefaultCollator L739-741; collator_test "
+                                    "on the validation loaders, main.py L181, L184, L196, L212, and the test "
+                                    "loader, get_evaluation.py L82-98")
         return Reference(
             code="github.com/ExplainableML/TCAF-GZSL",
             preset="tcaf2022",
             beta_rule="mean",
             selection="zero-is-unset",
             options=options,
+            whole_sequences=True,
             sources={
+                **sources,
+                "whole_sequences": "src/dataset.py get_data_by_modality L298-302, L1107-1109, L1407-1409 (every "
+                                   "video's features read whole; only the collator crops)",
                 "beta_rule": "src/test.py _get_test_performance L44-45 ((β_a + β_v + β_b + 1e-10) / 3; all three "
                              "are the θo output: src/utils.py evaluate_dataset_baseline)",
                 "selection": "src/utils.py check_best_score L174-182 (`if not best_score`)",

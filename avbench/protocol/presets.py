@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from avbench.errors import ConfigError
+from avbench.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)
@@ -114,14 +114,16 @@ def get_preset(name: str) -> Preset:
         raise ConfigError(f"unknown protocol preset {name!r}; available: {', '.join(PRESETS)}") from None
 
 
-def resolve_protocol(method: str, name: str, dataset: str, features: str) -> tuple[str, dict, str]:
+def resolve_protocol(method: str, name: str, dataset: str, features: str, benchmark=None) -> tuple[str, dict, str]:
     """(preset name, options, mode) for ``--protocol name`` with this method and benchmark.
 
     A preset name gives the platform mode: that preset and no options. ``reference``
     gives the method's reference protocol: its preset and its options, the
     protocol-level ones (``beta_rule``, ``selection``) included. A search calls this to
     learn the preset its results are stored under and the options to apply
-    (``resolve_config(..., protocol_options=options)``).
+    (``resolve_config(..., protocol_options=options)``). Given the ``benchmark`` (a
+    ``Benchmark``) it also checks that the data can follow the reference: a reference
+    that reads whole sequences refuses a benchmark cropped when it was written.
     """
     if name in PRESETS:
         return name, {}, "platform"
@@ -140,8 +142,27 @@ def resolve_protocol(method: str, name: str, dataset: str, features: str) -> tup
     if ref.selection not in SELECTIONS:
         raise ConfigError(f"method {cls.name}: reference selection {ref.selection!r}: expected one of "
                           f"{', '.join(SELECTIONS)}")
+    if ref.whole_sequences and benchmark is not None and benchmark.temporal:
+        _require_whole_sequences(cls.name, ref, benchmark)
     options = {"beta_rule": ref.beta_rule, "selection": ref.selection, **ref.options}
     return ref.preset, options, "reference"
+
+
+def _require_whole_sequences(method: str, ref, benchmark) -> None:
+    crop = benchmark.sequence_crop
+    if crop == 0:
+        return
+    where = f"benchmark {benchmark.name}" + (f" ({benchmark.path})" if benchmark.path else "")
+    if crop is None:
+        state, again = "does not record whether its sequences were cropped (written before files recorded it)", \
+            "write it again"
+    else:
+        state, again = f"has sequences centre-cropped to {crop} steps", "write it again (another data version)"
+    raise DataError(
+        f"{where}: the reference protocol of {method} needs whole sequences, as its code reads them "
+        f"[{ref.sources.get('whole_sequences', ref.code)}], and this file {state}; {again} with --max-len 0 "
+        f"(avbench data import or data extract), or run the platform mode with --protocol {ref.preset}"
+    )
 
 
 def reference_sources(method: str, dataset: str, features: str) -> dict:

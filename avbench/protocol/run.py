@@ -250,7 +250,8 @@ class _Plan:
 
 def _plan(benchmark, method, protocol, seed, overrides, text_order, device, on_batch, memory_budget=None,
           on_data=None) -> _Plan:
-    preset_name, options, mode = resolve_protocol(method, protocol, benchmark.settings_dataset, benchmark.features)
+    preset_name, options, mode = resolve_protocol(method, protocol, benchmark.settings_dataset, benchmark.features,
+                                                  benchmark=benchmark)
     preset = get_preset(preset_name)
     rules = {**PLATFORM_OPTIONS, **{k: v for k, v in options.items() if k in PROTOCOL_OPTIONS}}
     # a benchmark may suggest a budget (the synthetic one is small); the user's settings win

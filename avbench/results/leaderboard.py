@@ -179,32 +179,56 @@ def _stamp(r: dict):
     return (r["created_at"], r.get("id", 0))
 
 
+# what makes two results one measurement, whatever entry holds them: with the seed, the same numbers
+IDENTITY = ("config_hash", "data_fingerprint", "protocol", "protocol_mode", "features", "text_order", "method",
+            "dataset")
+
+
+def identity(r: dict) -> tuple:
+    return tuple(r.get(k) or ("platform" if k == "protocol_mode" else None) for k in IDENTITY)
+
+
+def searched_by(rows: list[dict]) -> dict[tuple, dict[int, set[str]]]:
+    """Per configuration identity (:data:`IDENTITY`), the seeds that chose it and the entries of the
+    sweeps that searched on them (a sweep's finals record its search seeds)."""
+    out: dict[tuple, dict[int, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for r in rows:
+        for s in r.get("search_seeds") or ():
+            out[identity(r)][int(s)].add(r["entry"])
+    return out
+
+
 def choose_groups(rows: list[dict], entries: list[str] | None = None) -> dict[tuple, list[dict]]:
     """The rows each leaderboard cell shows, keyed (protocol, mode, features, text order, method, dataset).
 
     Rows are grouped by entry, configuration and data version (a group never mixes
-    them). A result on a seed that chose the configuration is left out: its own
-    sweep's search seeds, and those of every result of its group (two sweeps that wrote
-    one entry and chose one configuration, one's finals on the other's search seeds).
-    Per cell, the latest full-budget sweep group, else the latest full-budget group,
-    else the latest reduced-budget group; ``entries`` restricts the groups that compete
-    to those entries'.
+    them). A result on a seed that chose its configuration is left out: in a sweep's
+    entry, the search seeds of the sweeps that wrote it (its own; another sweep's that
+    wrote the same entry and chose the same configuration); in an ``avbench run``
+    entry, the search seeds of every sweep in the store whose finals ran that
+    configuration on that data under that protocol (a run of a sweep-chosen
+    configuration on a search seed repeats the run that won the search). A sweep's own
+    finals stay unbiased whatever another sweep searched on. Per cell, the latest
+    full-budget sweep group, else the latest full-budget group, else the latest
+    reduced-budget group; ``entries`` restricts the groups that compete to those entries'.
     """
+    searched = searched_by(rows)  # every sweep in the store, shown or not, may have chosen a configuration
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
         if entries and r["entry"] not in entries:
             continue
-        key = (r["entry"], r["config_hash"], r["data_fingerprint"], r["protocol"], r.get("protocol_mode", "platform"),
-               r["features"], r["text_order"], r["method"], r["dataset"])
-        groups[key].append(r)
-    for key, members in list(groups.items()):  # finals on seeds that chose the configuration: biased, never shown
-        searched = {s for x in members for s in (x.get("search_seeds") or ())}
-        groups[key] = [x for x in members if x["seed"] not in searched]
+        groups[(r["entry"], *identity(r))].append(r)
+    for key, members in list(groups.items()):  # results on seeds that chose the configuration: biased, never shown
+        if members[0].get("entry_kind") == "sweep":
+            chose = {int(s) for x in members for s in (x.get("search_seeds") or ())}
+        else:
+            chose = searched.get(key[1:], {})
+        groups[key] = [x for x in members if x["seed"] not in chose]
         if not groups[key]:
             del groups[key]
     chosen: dict[tuple, tuple] = {}
     for key, members in groups.items():
-        _, _, _, p, mode, f, t, m, d = key
+        _, _, _, p, mode, f, t, m, d = key  # entry, then IDENTITY
         first = members[0]
         full = not any(bool(x.get("reduced_budget")) for x in members)
         priority = (full, first.get("entry_kind") == "sweep" and full, max(_stamp(x) for x in members))

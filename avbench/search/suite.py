@@ -260,7 +260,8 @@ def plan(suite: Suite, home=None, db=None, storage=None, tracking_uri=None, addr
                 continue
             overrides = {**suite.settings, **suite.budget.get(dataset, {})}
             try:  # what sweep() checks before it starts Ray: a bad pair fails here, not in a trial
-                _, options, _ = resolve_protocol(m, suite.protocol, bench.settings_dataset, bench.features)
+                _, options, _ = resolve_protocol(m, suite.protocol, bench.settings_dataset, bench.features,
+                                                 benchmark=bench)
                 load_space(m, bench.settings_dataset)
                 threads = {"threads": max(1, int(suite.cpus_per_trial))}  # as sweep() fixes them
                 item.settings = resolve_config(m, bench.settings_dataset, bench.features,

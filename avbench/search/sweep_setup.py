@@ -138,7 +138,7 @@ class PreparedSweep:
         self.settings_dataset = bench.settings_dataset
         self.method = get_method(spec.method).name
         self.preset, self.options, self.mode = resolve_protocol(self.method, spec.protocol, bench.settings_dataset,
-                                                                bench.features)
+                                                                bench.features, benchmark=bench)
         space = load_space(spec.method, bench.settings_dataset)
         # each trial and final uses its CPUs as torch threads; the count is a run setting (results are
         # bit-reproducible for a given count), so the finals record it in their configuration
