@@ -64,8 +64,8 @@ def cmd_run(args) -> int:
         if args.entry:
             from avbench.protocol.presets import resolve_protocol
 
-            _, protocol_options, _ = resolve_protocol(args.method, args.protocol, bench.settings_dataset, bench.features,
-                                                      benchmark=bench)
+            _, protocol_options, _ = resolve_protocol(args.method, args.protocol, bench.settings_dataset,
+                                                      bench.features, benchmark=bench)
             config = resolve_config(args.method, bench.settings_dataset, bench.features, {**bench.budget, **overrides},
                                     protocol_options=protocol_options)
             store.check_entry_compatible(args.entry, method=args.method, dataset=bench.dataset,

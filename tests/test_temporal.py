@@ -185,3 +185,31 @@ def test_a_file_without_its_crop_record_is_not_whole(layout, tmp_path, capsys):
         f.attrs["x_max_len"] = "abc"
     with pytest.raises(DataError, match=rf"^{path}: attribute x_max_len='abc': expected a number of steps"):
         load_benchmark("ucf-temporal-main", home)
+
+
+def test_activitynet_reference_recipe_end_to_end(tmp_path, capsys):
+    """TCAF's reference mode on ActivityNet as the README gives it: the default import (centre 300 steps) is
+    refused; the --max-len 0 import runs, with the code's test collator (eval_crop=300) and 60-step windows."""
+    import json
+
+    spec = SyntheticSpec(**{**SPEC.__dict__, "temporal_len": (280, 330)})
+    layout = write_avca_layout(tmp_path / "layout", folder="ActivityNet", spec=spec, features=FEAT,
+                               text_file="word_embeddings_activity_normed.npy")
+    for home, extra in (("cropped", []), ("whole", ["--max-len", "0"])):
+        assert main(["data", "import", "--root", str(layout), "--dataset", "activitynet", "--features",
+                     "temporal-main", "--home", str(tmp_path / home), *extra]) == 0
+    assert [load_benchmark("activitynet-temporal-main", tmp_path / h).sequence_crop
+            for h in ("cropped", "whole")] == [300, 0]
+    run = ["run", "--method", "tcaf", "--dataset", "activitynet-temporal-main", "--protocol", "reference",
+           "--no-store", "--quiet", "--json", "--epochs", "1", "--batches-per-epoch", "1"]
+    for k, v in dict(batch_size=8, depth=1, heads=2, dim_head=8, dim=16, mlp_dim=16, embed_dim=8, hidden_encoder=16,
+                     hidden_decoder=16).items():
+        run += ["--set", f"{k}={v}"]
+    capsys.readouterr()
+    assert main([*run, "--home", str(tmp_path / "cropped")]) == 2
+    assert "has sequences centre-cropped to 300 steps" in capsys.readouterr().err
+    assert main([*run, "--home", str(tmp_path / "whole")]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["protocol_mode"] == "reference"
+    c = res["config"]
+    assert (c["eval_crop"], c["train_crop"], c["crop_rule"]) == (300, 60, "reference")
