@@ -191,6 +191,7 @@ def _print_result(summary: dict, result) -> None:
 
 def cmd_leaderboard(args) -> int:
     from avbench.results import leaderboard as lb
+    from avbench.results.formats import FORMATS, render, render_table, write
     from avbench.results.reported import load_reported
     from avbench.results.store import Store
 
@@ -200,17 +201,17 @@ def cmd_leaderboard(args) -> int:
     boards = lb.compile_boards(rows, metric=args.metric, datasets=args.dataset or None, reported=reported,
                                entries=args.entry or None)
     if args.out:
-        formats = lb.FORMATS[1:] if args.format == "table" else (args.format,)
-        paths = lb.write(boards, args.out, formats, with_reported=args.reported)
+        formats = FORMATS[1:] if args.format == "table" else (args.format,)
+        paths = write(boards, args.out, formats, with_reported=args.reported)
         _console(stderr=True).print("wrote " + ", ".join(str(p) for p in paths))
     if args.format == "table":
         con = _console()
         if not boards:
             con.print("no results in the store yet: run `avbench run` first")
-        for t in lb.render_table(boards, args.reported):
+        for t in render_table(boards, args.reported):
             con.print(t)
     elif not args.out:
-        sys.stdout.write(lb.render(boards, args.format, args.reported))
+        sys.stdout.write(render(boards, args.format, args.reported))
     return 0
 
 
@@ -365,7 +366,7 @@ def cmd_suite(args) -> int:
     if args.json:
         sys.stdout.write(json.dumps(summary, default=str) + "\n")
         return 1 if failed else 0
-    from avbench.results import leaderboard as lb
+    from avbench.results.formats import render_table
 
     for s in summary["sweeps"]:
         if s["state"] == "skipped":
@@ -373,7 +374,7 @@ def cmd_suite(args) -> int:
         elif s["state"] == "failed":
             err.print(f"failed {s['name']}: {s['error']}", markup=False)
     if boards:
-        for t in lb.render_table(boards):
+        for t in render_table(boards):
             con.print(t)
     else:
         con.print(f"suite {suite.name}: no finished sweep, no leaderboard")
@@ -644,7 +645,8 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("methods", help="list methods")
     m.set_defaults(func=cmd_methods)
 
-    from avbench.results.leaderboard import FORMATS, METRICS
+    from avbench.results.formats import FORMATS
+    from avbench.results.leaderboard import METRICS
 
     sw = sub.add_parser("sweep", parents=[home, db], help="hyperparameter sweep (Ray Tune + Optuna), finals to the store")
     sw.add_argument("--method", required=True, type=str.lower)

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 
 from avbench.results import leaderboard as lb
+from avbench.results.formats import render
 from avbench.results.store import Store
 
 METHODS = ["ale", "sje", "devise", "apn", "f-vaegan-d2", "cjme", "avgzslnet", "avca", "tcaf", "clipclap", "mft",
@@ -61,7 +62,7 @@ def main() -> None:
             rows = store.rows(columns=lb.ROW_COLUMNS + ["HM"])
             boards = lb.compile_boards(rows, metric="HM")
             for fmt in ("md", "html"):
-                lb.render(boards, fmt)
+                render(boards, fmt)
             times.append(time.perf_counter() - t)
         import resource
 

@@ -13,6 +13,7 @@ from test_results import make_row
 from avbench.cli import main
 from avbench.protocol.machine import hardware
 from avbench.results import leaderboard as lb
+from avbench.results.formats import render
 from avbench.results.store import KEY_FIELDS, LEGACY_KEY_FIELDS, Result, Store, StoreError
 
 
@@ -52,9 +53,9 @@ def test_a_reduced_budget_entry_is_marked_and_never_displaces_a_full_one():
     assert (c.config_hash, c.reduced) == ("full", False)
     b, c = _cell(reduced)  # alone, it is shown, marked
     assert c.reduced and "‡" in c.marks
-    assert "‡" in lb.render([b], "md") and "reduced budget" in b.note
-    assert "ddagger" in lb.render([b], "tex")
-    (r,) = list(csv.DictReader(io.StringIO(lb.render([b], "csv"))))
+    assert "‡" in render([b], "md") and "reduced budget" in b.note
+    assert "ddagger" in render([b], "tex")
+    (r,) = list(csv.DictReader(io.StringIO(render([b], "csv"))))
     assert r["reduced_budget"] == "true"
 
 
@@ -62,11 +63,11 @@ def test_two_code_revisions_in_one_entry_are_flagged_in_every_format():
     rows = [make_row(seed=0, HM=40.0, git_revision="aaaa"), make_row(seed=1, HM=41.0, git_revision="bbbb")]
     b, c = _cell(rows)
     assert c.n == 2 and c.revisions == ["aaaa", "bbbb"] and "†" in c.marks
-    assert "†" in lb.render([b], "md") and "aaaa" in b.note
-    assert r"\dagger" in lb.render([b], "tex")
-    html = lb.render([b], "html")
+    assert "†" in render([b], "md") and "aaaa" in b.note
+    assert r"\dagger" in render([b], "tex")
+    html = render([b], "html")
     assert "†" in html and "code aaaa, bbbb" in html
-    (r,) = list(csv.DictReader(io.StringIO(lb.render([b], "csv"))))
+    (r,) = list(csv.DictReader(io.StringIO(render([b], "csv"))))
     assert r["code_revisions"] == "aaaa bbbb" and "†" in r["marks"]
     _, one = _cell([make_row(seed=0, git_revision="aaaa"), make_row(seed=1, git_revision="aaaa")])
     assert "†" not in one.marks
@@ -78,7 +79,7 @@ def test_two_code_revisions_in_one_entry_are_flagged_in_every_format():
     # one revision, but with uncommitted changes: no reader can check that code out
     b, dirty = _cell([make_row(seed=0, git_revision="aaaa-dirty"), make_row(seed=1, git_revision="aaaa-dirty")])
     assert dirty.revisions == ["aaaa-dirty"] and "†" in dirty.marks
-    assert "uncommitted" in b.note and "aaaa-dirty" in b.note and "†" in lb.render([b], "md")
+    assert "uncommitted" in b.note and "aaaa-dirty" in b.note and "†" in render([b], "md")
 
 
 def test_explicit_entry_selection_and_unknown_entry():
@@ -236,8 +237,8 @@ def test_a_dataset_mixing_data_versions_is_marked_in_its_title():
     b = lb.compile_boards(rows)[0]
     assert b.mixed_data == ["ucf"]
     for fmt, title in (("md", "UCF-GZSL § mean"), ("tex", r"UCF-GZSL \S{}"), ("html", "UCF-GZSL §")):
-        assert title in lb.render([b], fmt)
-    tex = lb.render([b], "tex")
+        assert title in render([b], fmt)
+    tex = render([b], "tex")
     assert "Student" not in tex and "95%" not in tex  # the TeX table has no CI column, nor its footnote
 
 
@@ -249,16 +250,16 @@ def test_seeds_from_several_machines_in_one_entry_are_flagged_in_every_format():
     rows = [make_row(seed=0, HM=40.0, **ZEN3), make_row(seed=1, HM=41.0, **ZEN4)]
     b, c = _cell(rows)
     assert c.n == 2 and len(c.machines) == 2 and "¶" in c.marks  # pooled, but flagged
-    assert "¶" in lb.render([b], "md") and "family 25 model 17" in b.note
-    assert r"\P{}" in lb.render([b], "tex")
-    assert "machines AMD EPYC (x86_64, family 25 model 1) AVX2, torch 2.13.0+cpu;" in lb.render([b], "html")
-    (r,) = list(csv.DictReader(io.StringIO(lb.render([b], "csv"))))
+    assert "¶" in render([b], "md") and "family 25 model 17" in b.note
+    assert r"\P{}" in render([b], "tex")
+    assert "machines AMD EPYC (x86_64, family 25 model 1) AVX2, torch 2.13.0+cpu;" in render([b], "html")
+    (r,) = list(csv.DictReader(io.StringIO(render([b], "csv"))))
     assert r["machines"].count("AMD EPYC") == 2 and "¶" in r["marks"]
     b1, one = _cell([make_row(seed=0, **ZEN3), make_row(seed=1, **ZEN3)])
     assert "¶" not in one.marks and one.machines == ["AMD EPYC (x86_64, family 25 model 1) AVX2, torch 2.13.0+cpu"]
     # one machine: no mark, and the footnote still says where the numbers were computed
     assert b1.note.endswith("; computed on AMD EPYC (x86_64, family 25 model 1) AVX2, torch 2.13.0+cpu")
-    assert "computed on AMD EPYC" in lb.render([b1], "md") and "computed on AMD EPYC" in lb.render([b1], "tex")
+    assert "computed on AMD EPYC" in render([b1], "md") and "computed on AMD EPYC" in render([b1], "tex")
     # the same CPU with another torch build rounds differently too
     _, torches = _cell([make_row(seed=0, **ZEN3), make_row(seed=1, **dict(ZEN3, torch_version="2.14.1"))])
     assert "¶" in torches.marks

@@ -11,6 +11,7 @@ import pytest
 from avbench.cli import main
 from avbench.errors import DataError
 from avbench.results import leaderboard as lb
+from avbench.results.formats import render, render_table, to_json
 from avbench.results.reported import load_reported
 from avbench.results.store import KEY_FIELDS, Store, StoreError, default_entry
 
@@ -132,15 +133,15 @@ def test_ties_share_the_average_rank():
 
 def test_formats_render_every_row():
     boards = lb.compile_boards(ROWS, datasets=["ucf"])
-    md = lb.render(boards, "md")
+    md = render(boards, "md")
     assert "| avca | 32.00 ± 2.00 (3) |" in md and "| ale | 22.00 ± 2.83 (2)≈ |" in md  # n=2 vs 3: no significant gap
-    rows = list(csv.DictReader(io.StringIO(lb.render(boards, "csv"))))
+    rows = list(csv.DictReader(io.StringIO(render(boards, "csv"))))
     mine = [r for r in rows if r["protocol"] == "avca2022" and r["text_order"] == "by-name"]
     assert {(r["method"], r["dataset"], r["rank"]) for r in mine} == {("avca", "ucf", "1"), ("ale", "ucf", "2")}
-    tex = lb.render(boards, "tex")
+    tex = render(boards, "tex")
     assert r"\begin{tabular}" in tex and r"\textbf{32.00 $\pm$ 2.00 (3)}" in tex and "UCF-GZSL" in tex
     assert r"$^{\approx}$" in tex and "Holm" in tex
-    html = lb.render(boards, "html")
+    html = render(boards, "html")
     assert html.startswith("<!doctype html>") and 'data-method="ale"' in html and "<script>" in html
 
 
@@ -153,17 +154,17 @@ def test_reported_numbers_carry_a_delta_only_under_their_own_protocol_and_text_o
     assert legacy.reported[("avca", "ucf")] == 27.15 and legacy.reported[("sje", "vggsound")] == 2.15
     assert abs(legacy.delta("avca", "ucf") - (45.0 - 27.15)) < 1e-9
     assert "vggsound" in legacy.datasets and "sje" in legacy.methods  # published-only rows are shown too
-    md = lb.render([legacy], "md", with_reported=True)
+    md = render([legacy], "md", with_reported=True)
     assert "+17.85" in md and "Mercea et al." in md
     # a by-name board (and another protocol's board) shows them labelled, without Δ
     for b in (_board(boards), _board(boards, "clipclap2024")):
         assert b.reported[("avca", "ucf")] == 27.15 and b.delta("avca", "ucf") is None
-        md = lb.render([b], "md", with_reported=True)
+        md = render([b], "md", with_reported=True)
         assert "27.15*" in md and "no Δ" in md and "+4.85" not in md
-        rows = list(csv.DictReader(io.StringIO(lb.render([b], "csv", with_reported=True))))
+        rows = list(csv.DictReader(io.StringIO(render([b], "csv", with_reported=True))))
         (avca,) = [r for r in rows if r["method"] == "avca" and r["dataset"] == "ucf"]
         assert avca["reported_comparable"] == "false" and avca["delta"] == ""
-        assert "(other protocol)" in str(lb.render_table([b], True)[0].columns[2]._cells)
+        assert "(other protocol)" in str(render_table([b], True)[0].columns[2]._cells)
 
 
 def test_reported_file_errors_name_file_and_key(tmp_path):
@@ -185,7 +186,7 @@ def _chromium():
 def test_html_page_renders_and_sorts_in_headless_chromium(tmp_path):
     rows = [make_row("zeta", "ucf", 0, 10.0), make_row("alpha", "ucf", 0, 50.0), make_row("mid", "ucf", 0, 30.0)]
     page = tmp_path / "leaderboard.html"
-    page.write_text(lb.render(lb.compile_boards(rows), "html"))
+    page.write_text(render(lb.compile_boards(rows), "html"))
     out = subprocess.run(
         [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -212,7 +213,7 @@ def test_run_stores_results_and_leaderboard_shows_them(tmp_path, capsys):
     capsys.readouterr()
     assert Store(db).count() == 2
     assert main(["leaderboard", "--db", db, "--format", "md"]) == 0
-    assert "| avca |" in capsys.readouterr().out and "(2)" in lb.render(
+    assert "| avca |" in capsys.readouterr().out and "(2)" in render(
         lb.compile_boards(Store(db).rows()), "md")
     out = tmp_path / "lb"
     assert main(["leaderboard", "--db", db, "--out", str(out), "--reported"]) == 0
@@ -236,7 +237,7 @@ def test_the_ci_of_two_seeds_is_the_t_interval_not_their_range():
     c = b.cells[("avca", "ucf")]
     assert (c.ci_low, c.ci_high) == pytest.approx(stats.t.interval(0.95, 1, loc=30.0, scale=2.0))  # 30 ± 25.4
     assert c.ci_low < 5.0 and c.ci_high > 55.0  # a bootstrap would have said [28, 32]
-    assert "[4.59, 55.41]" in lb.render([b], "md")
+    assert "[4.59, 55.41]" in render([b], "md")
     assert "Student's t" in b.note and "bootstrap" not in b.note
 
 
@@ -245,13 +246,13 @@ def test_one_seed_shows_no_spread_in_any_format():
 
     b = lb.compile_boards([make_row(seed=0, HM=12.0), make_row("ale", seed=0, HM=10.0),
                            make_row("ale", seed=1, HM=11.0)])[0]
-    md = lb.render([b], "md")
+    md = render([b], "md")
     assert "| avca | 12.00 (1) |  |" in md and "± nan" not in md  # mean (n), no ± and no CI
-    (r,) = [r for r in csv.DictReader(io.StringIO(lb.render([b], "csv"))) if r["method"] == "avca"]
+    (r,) = [r for r in csv.DictReader(io.StringIO(render([b], "csv"))) if r["method"] == "avca"]
     assert (r["mean"], r["std"], r["n"], r["ci_low"], r["ci_high"]) == ("12.0000", "", "1", "", "")
-    assert "12.00 (1)" in lb.render([b], "tex") and "nan" not in lb.render([b], "tex")
-    assert ">nan" not in lb.render([b], "html").lower()
-    cell = [c for c in json.loads(lb.to_json([b]))[0]["cells"] if c["method"] == "avca"][0]
+    assert "12.00 (1)" in render([b], "tex") and "nan" not in render([b], "tex")
+    assert ">nan" not in render([b], "html").lower()
+    cell = [c for c in json.loads(to_json([b]))[0]["cells"] if c["method"] == "avca"][0]
     assert (cell["std"], cell["ci_low"], cell["ci_high"]) == (None, None, None)  # valid JSON, no NaN
 
 
@@ -263,5 +264,5 @@ def test_mean_rank_is_over_every_dataset_of_the_table():
     assert b.cells[("z", "vggsound")].rank == 1  # per-dataset rank among all its methods
     assert b.mean_rank == {"x": 1.0, "y": 2.0}  # z has no mean rank: not ranked above x on one dataset
     assert b.methods == ["x", "y", "z"]  # methods without a mean rank last
-    (z,) = [line for line in lb.render([b], "md").splitlines() if line.startswith("| z |")]
+    (z,) = [line for line in render([b], "md").splitlines() if line.startswith("| z |")]
     assert z.endswith("|  |")  # its mean-rank column is empty

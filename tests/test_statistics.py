@@ -7,6 +7,7 @@ from test_results import make_row
 from avbench.cli import main
 from avbench.errors import DataError
 from avbench.results import leaderboard as lb
+from avbench.results.formats import render
 from avbench.results import plots
 from avbench.results.stats import critical_difference, versus_best
 from avbench.results.store import Store
@@ -29,10 +30,10 @@ def test_marks_two_indistinguishable_methods_and_one_clearly_worse():
     assert b.cells[(best, "ucf")].significance == "best"
     assert b.cells[(other, "ucf")].significance == "tied" and "≈" in b.cells[(other, "ucf")].marks
     assert b.cells[("c", "ucf")].significance == "worse" and b.cells[("c", "ucf")].p_value < 0.001
-    md = lb.render([b], "md")
+    md = render([b], "md")
     assert "Welch" in md and "Holm" in md and md.count("≈") >= 2  # the mark and its footnote
     for fmt in ("tex", "html", "csv"):
-        assert "Holm" in lb.render([b], fmt)
+        assert "Holm" in render([b], fmt)
 
 
 def test_holm_correction_is_applied():

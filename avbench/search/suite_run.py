@@ -197,6 +197,7 @@ def suite_leaderboard(suite: Suite, states: list[SweepState], store, home: Path,
     """The leaderboard of the suite's entries, written in every format with the CD diagram."""
     from avbench.errors import DataError
     from avbench.results import leaderboard as lb
+    from avbench.results.formats import FORMATS, write
     from avbench.results.plots import cd_diagrams
 
     entries = [s.item.name for s in states if s.phase == "done"]
@@ -206,7 +207,7 @@ def suite_leaderboard(suite: Suite, states: list[SweepState], store, home: Path,
     rows = store.rows(columns=lb.ROW_COLUMNS + ["HM"], entry=entries)
     entries = [e for e in entries if any(r["entry"] == e for r in rows)]
     boards = lb.compile_boards(rows, metric="HM", entries=entries) if entries else []
-    written = [str(p) for p in lb.write(boards, out_dir, lb.FORMATS[1:])] if boards else []
+    written = [str(p) for p in write(boards, out_dir, FORMATS[1:])] if boards else []
     cd = None
     if boards:
         try:
