@@ -57,21 +57,24 @@ def cmd_run(args) -> int:
         overrides["threads"] = args.threads
     store = None
     if not args.no_store:  # open the store first: an unreachable store or a clashing --entry fails before training
+        from avbench.methods import get_method
+        from avbench.protocol.presets import resolve_protocol
         from avbench.protocol.run import resolve_config
         from avbench.results.store import Store, config_hash
 
         store = Store(args.db, args.home)
+        preset, protocol_options, mode = resolve_protocol(args.method, args.protocol, bench.settings_dataset,
+                                                          bench.features, benchmark=bench)
+        config = resolve_config(args.method, bench.settings_dataset, bench.features, {**bench.budget, **overrides},
+                                protocol_options=protocol_options)
+        planned = dict(method=get_method(args.method).name, dataset=bench.dataset, features=bench.features,
+                       config_hash=config_hash(config), data_fingerprint=bench.fingerprint,
+                       text_order="legacy" if args.legacy_text_order else "by-name")
         if args.entry:
-            from avbench.protocol.presets import resolve_protocol
-
-            _, protocol_options, _ = resolve_protocol(args.method, args.protocol, bench.settings_dataset,
-                                                      bench.features, benchmark=bench)
-            config = resolve_config(args.method, bench.settings_dataset, bench.features, {**bench.budget, **overrides},
-                                    protocol_options=protocol_options)
-            store.check_entry_compatible(args.entry, method=args.method, dataset=bench.dataset,
-                                         features=bench.features, config_hash=config_hash(config),
-                                         data_fingerprint=bench.fingerprint,
-                                         text_order="legacy" if args.legacy_text_order else "by-name")
+            store.check_entry_compatible(args.entry, **planned)
+        chose = _search_seed_of(store, {**planned, "protocol": preset, "protocol_mode": mode, "seed": args.seed})
+        if chose and not args.quiet:  # said before hours of training, and again with the result
+            _console(stderr=True).print(f"note: {_left_out(args.seed, chose)}")
 
     err = _console(stderr=True)
     progress = Progress(
@@ -149,10 +152,13 @@ def cmd_run(args) -> int:
         what = "stored as result" if inserted else "already in the store as result"
         _console().print(f"{what} {rid} ({store._safe_url()}); see `avbench leaderboard`")
         if summary["search_seed_of"]:
-            _console().print(f"left out of the leaderboard: seed {summary['seed']} chose this configuration in "
-                             f"sweep {', '.join(summary['search_seed_of'])} (a result on a search seed repeats the "
-                             f"run that won the search; run the final seeds instead)")
+            _console().print(_left_out(summary["seed"], summary["search_seed_of"]))
     return 0
+
+
+def _left_out(seed: int, sweeps: list[str]) -> str:
+    return (f"left out of the leaderboard: seed {seed} chose this configuration in sweep {', '.join(sweeps)} "
+            f"(a result on a search seed repeats the run that won the search; run other seeds)")
 
 
 def _search_seed_of(store, row: dict) -> list[str]:

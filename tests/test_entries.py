@@ -150,9 +150,11 @@ def test_cli_run_says_when_its_seed_chose_the_configuration(tmp_path, capsys):
     capsys.readouterr()
     assert main([*base, "--json", "--seed", "0", "--entry", "first"]) == 0
     assert json.loads(capsys.readouterr().out)["search_seed_of"] == ["the-sweep"]
-    assert main([*base, "--seed", "0", "--entry", "first"]) == 0
-    out = " ".join(capsys.readouterr().out.split())
+    assert main([x for x in base if x != "--quiet"] + ["--seed", "0", "--entry", "first"]) == 0
+    said = capsys.readouterr()
+    out, err = (" ".join(x.split()) for x in (said.out, said.err))
     assert "left out of the leaderboard: seed 0 chose this configuration in sweep the-sweep" in out
+    assert "note: left out of the leaderboard: seed 0" in err  # before training, too
     assert main([*base, "--json", "--seed", "2", "--entry", "first"]) == 0
     assert json.loads(capsys.readouterr().out)["search_seed_of"] == []
 
