@@ -172,7 +172,7 @@ def _search_seed_of(store, row: dict) -> list[str]:
 def _print_result(summary: dict, result) -> None:
     from rich.table import Table
 
-    from avbench.results.store import machine
+    from avbench.results.provenance import machine
 
     t = Table(title=f"{summary['method']} on {summary['dataset']} ({summary['protocol']}, seed {summary['seed']})")
     for col in ("S", "U", "HM", "ZSL", "best epoch", "β"):
@@ -224,7 +224,8 @@ def cmd_leaderboard(args) -> int:
 def cmd_results(args) -> int:
     from rich.table import Table
 
-    from avbench.results.store import Store, code, machine
+    from avbench.results.provenance import code, machine
+    from avbench.results.store import Store
 
     store = Store(args.db, args.home)
     if args.results_command == "delete":

@@ -293,7 +293,8 @@ def test_a_store_written_before_machines_were_recorded_gains_the_column(backend,
 def test_a_result_is_stored_with_the_torch_of_the_process_that_ran_it(tmp_path):
     """A sweep's final runs in a trial process, maybe on another node than the one storing it."""
     from avbench.protocol.run import RunResult
-    from avbench.results.store import git_revision, row_from_result
+    from avbench.results.provenance import git_revision
+    from avbench.results.store import row_from_result
 
     res = RunResult(method="avca", dataset="ucf", features="main", protocol="avca2022", seed=1, S=0.5, U=0.4,
                     HM=0.44, ZSL=0.3, beta=1.0, best_epoch=2, stage2_epochs=2, text_order="by-name",
@@ -321,17 +322,17 @@ def test_the_code_revision_is_avbench_s_own_checkout_only(tmp_path, monkeypatch)
     import subprocess
 
     import avbench
-    from avbench.results import store
+    from avbench.results import provenance
 
-    assert store.git_revision() is not None  # this checkout
+    assert provenance.git_revision() is not None  # this checkout
     other = tmp_path / "project"
     pkg = other / ".venv" / "site-packages" / "avbench"
     shutil.copytree(Path(avbench.__file__).parent, pkg, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run(["git", "init", "-q", str(other)], check=True)
     subprocess.run(["git", "-C", str(other), "-c", "user.email=a@b", "-c", "user.name=a", "commit", "-q",
                     "--allow-empty", "-m", "x"], check=True)
-    monkeypatch.setattr(store, "__file__", str(pkg / "results" / "store.py"))
-    assert store.git_revision() is None  # the leaderboard then tells code apart by avbench's version
+    monkeypatch.setattr(provenance, "__file__", str(pkg / "results" / "provenance.py"))
+    assert provenance.git_revision() is None  # the leaderboard then tells code apart by avbench's version
 
     class Installed:  # `pip install git+https://...@<commit>` records the commit (PEP 610)
         def read_text(self, name):
@@ -339,8 +340,8 @@ def test_the_code_revision_is_avbench_s_own_checkout_only(tmp_path, monkeypatch)
             return json.dumps({"url": "https://example.org/avbench.git",
                                "vcs_info": {"vcs": "git", "commit_id": "0123456789abcdef0123"}})
 
-    monkeypatch.setattr(store, "distribution", lambda name: Installed())
-    assert store.git_revision() == "0123456789ab"  # two such installs of different commits are told apart
+    monkeypatch.setattr(provenance, "distribution", lambda name: Installed())
+    assert provenance.git_revision() == "0123456789ab"  # two such installs of different commits are told apart
 
 
 def test_a_store_needing_new_columns_opened_by_a_non_owner_is_a_one_line_error(pg_schema):

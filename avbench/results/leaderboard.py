@@ -41,7 +41,7 @@ import numpy as np
 
 from avbench.errors import ConfigError
 from avbench.results.stats import CI_NAME, TEST_NAME, mean_ci, ranks, versus_best
-from avbench.results.store import code, machine
+from avbench.results.provenance import code, machine
 
 METRICS = ("HM", "ZSL", "S", "U")
 DATASET_ORDER = ("vggsound", "ucf", "activitynet")

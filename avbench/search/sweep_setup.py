@@ -125,7 +125,8 @@ class PreparedSweep:
         from avbench.methods import get_method
         from avbench.protocol.presets import resolve_protocol
         from avbench.protocol.run import resolve_config
-        from avbench.results.store import Store, code, git_revision
+        from avbench.results.provenance import code, git_revision
+        from avbench.results.store import Store
         from avbench.search.space import load_space
 
         self.t_start = time.time()
@@ -277,7 +278,7 @@ class PreparedSweep:
         """Log one final's test metrics and store it (last: a final killed before this is rerun, reusing its MLflow
         run, never stored twice). Returns its record, or None when the store already held it."""
         from avbench.protocol.run import RunResult
-        from avbench.results.store import code
+        from avbench.results.provenance import code
 
         res = RunResult(**result)
         run = self.final_run(seed)

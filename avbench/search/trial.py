@@ -145,7 +145,7 @@ def run_final(ctx: dict, params: dict, seed: int) -> dict:
             torch.cuda.empty_cache()
     # this node's code, not the driver's: a cluster node with another checkout computes other numbers
     from avbench import __version__
-    from avbench.results.store import git_revision
+    from avbench.results.provenance import git_revision
 
     r.git_revision, r.avbench_version = git_revision(), __version__
     return r.to_dict()
