@@ -69,10 +69,11 @@ def cmd_run(args) -> int:
                                 protocol_options=protocol_options)
         planned = dict(method=get_method(args.method).name, dataset=bench.dataset, features=bench.features,
                        config_hash=config_hash(config), data_fingerprint=bench.fingerprint,
-                       text_order="legacy" if args.legacy_text_order else "by-name")
+                       text_order="legacy" if args.legacy_text_order else "by-name", protocol=preset,
+                       protocol_mode=mode)
         if args.entry:
             store.check_entry_compatible(args.entry, **planned)
-        chose = _search_seed_of(store, {**planned, "protocol": preset, "protocol_mode": mode, "seed": args.seed})
+        chose = _search_seed_of(store, {**planned, "seed": args.seed})
         if chose and not args.quiet:  # said before hours of training, and again with the result
             _console(stderr=True).print(f"note: {_left_out(args.seed, chose)}")
 

@@ -101,16 +101,23 @@ def test_a_named_run_entry_holds_one_configuration(tmp_path):
     assert store.count() == 2
 
 
-def test_cli_run_entry_results_and_delete(tmp_path, capsys):
+def test_cli_run_entry_results_and_delete(tmp_path, capsys, monkeypatch):
     db = f"sqlite:///{tmp_path / 'r.db'}"
     base = ["run", "--quiet", "--json", "--db", db, "--epochs", "1", "--batches-per-epoch", "2",
             "--set", "batch_size=16", "--set", "hidden_encoder=16"]
     assert main(base + ["--seed", "0", "--entry", "smoke"]) == 0
     capsys.readouterr()
-    # another configuration into the same entry: refused before any training
+    # another configuration, or another preset of the same configuration, into the same entry: refused before
+    # any training
+    import avbench.protocol.run
+
+    monkeypatch.setattr(avbench.protocol.run, "run_protocol", lambda *a, **k: pytest.fail("trained"))
     assert main(base + ["--seed", "1", "--entry", "smoke", "--set", "lr=0.01"]) == 2
     err = capsys.readouterr().err
     assert "entry 'smoke' holds config_hash" in err and len(err.strip().splitlines()) == 1
+    assert main(base + ["--seed", "1", "--entry", "smoke", "--protocol", "tcaf2022"]) == 2
+    assert "entry 'smoke' holds protocol='avca2022'; this run has protocol='tcaf2022'" in capsys.readouterr().err
+    monkeypatch.undo()
     assert main(base + ["--seed", "0"]) == 0  # default entry: one per configuration, budget and data
     capsys.readouterr()
     rows = Store(db).rows(columns=["entry", "reduced_budget", "threads", "hardware", "torch_version"])
