@@ -137,9 +137,8 @@ def cmd_run(args) -> int:
         rid, inserted = store.add(result, entry=args.entry)
         stored = (rid, inserted, store)
         summary["result_id"] = rid
-        row = store.get(rid)
-        summary["entry"] = row["entry"]
-        summary["search_seed_of"] = _search_seed_of(store, row)
+        summary["entry"] = store.get(rid)["entry"]
+        summary["search_seed_of"] = chose  # the stored row has the planned identity
     if args.json:
         out = {**summary, "features": result.features, "stage2_epochs": result.stage2_epochs,
                "device": result.device, "hardware": result.hardware, "torch_version": result.torch_version,
