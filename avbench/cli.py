@@ -70,7 +70,7 @@ def cmd_run(args) -> int:
         planned = dict(method=get_method(args.method).name, dataset=bench.dataset, features=bench.features,
                        config_hash=config_hash(config), data_fingerprint=bench.fingerprint,
                        text_order="legacy" if args.legacy_text_order else "by-name", protocol=preset,
-                       protocol_mode=mode)
+                       protocol_mode=mode, protocol_options=dict(protocol_options))
         if args.entry:
             store.check_entry_compatible(args.entry, **planned)
         chose = _search_seed_of(store, {**planned, "seed": args.seed})

@@ -5,7 +5,10 @@ test evaluation) for several seeds under these variants:
 
 - ``platform``: the method's reference preset in the platform mode (no option);
 - ``+<setting>``: the same with one declared setting of the reference protocol;
-- ``rules``: the reference protocol's β rule and selection rule alone (no setting);
+- ``+stage2_lr=val-plateau alone``: the reference preset with the codes' stage-2
+  learning-rate rule (ReduceLROnPlateau on validation HM) and nothing else;
+- ``rules``: the reference protocol's β rule, selection rule and stage-2 LR rule
+  alone (no setting);
 - ``reference``: ``--protocol reference`` (everything);
 - ``pre-fix``: where the issue names a preset change, the preset as it was before
   (clipclap2024 training best_epoch + 1 stage-2 epochs; for TCAF that preset, which
@@ -21,7 +24,7 @@ train_crop=4``), without which its ``eval_positions`` and ``crop_rule`` options 
 nothing to act on (the synthetic sequences have 1-s steps and are not cropped).
 
 Usage: python benchmarks/reference_effects.py [--methods avca cjme ...] [--seeds 3]
-       [--epochs 6] [--batches 50] [--set KEY=VALUE ...] [--out FILE]
+       [--epochs 6] [--batches 50] [--set KEY=VALUE ...] [--variants PREFIX ...] [--out FILE]
 """
 
 from __future__ import annotations
@@ -53,14 +56,15 @@ EXTRA = {"clipclap": {"lr": 1e-3},
 
 
 @contextlib.contextmanager
-def rules_only(method: str):
-    """The method's reference protocol without its settings (β rule, selection and preset only)."""
+def rules_only(method: str, **changes):
+    """The method's reference protocol without its settings (β rule, selection, stage-2 LR rule and preset
+    only), with ``changes`` (e.g. the platform's β rule and selection, to keep the stage-2 LR rule alone)."""
     cls = get_method(method)
     original = cls.__dict__.get("reference_protocol")
     declared = cls.reference_protocol
 
     def patched(klass, dataset, features):
-        return dataclasses.replace(declared(dataset, features), options={})
+        return dataclasses.replace(declared(dataset, features), options={}, **changes)
 
     cls.reference_protocol = classmethod(patched)
     try:
@@ -93,8 +97,10 @@ def variants(method: str, dataset: str, features: str):
         out.append(("pre-fix (clipclap2024 +1 epoch, as tcaf.py advised)", "clipclap2024", {}, stage2_plus_one))
     for k, v in fixed.items():
         out.append((f"+{k}={v:.6g}" if isinstance(v, float) else f"+{k}={v}", preset, {k: v}, contextlib.nullcontext))
-    out.append(("rules (β " + options["beta_rule"] + ", " + options["selection"] + ")", "reference", {},
-                lambda: rules_only(method)))
+    out.append((f"+stage2_lr={options['stage2_lr']} alone", "reference", {},
+                lambda: rules_only(method, beta_rule="predictor", selection="first-best")))
+    out.append(("rules (β " + options["beta_rule"] + ", " + options["selection"] + ", stage 2 LR "
+                + options["stage2_lr"] + ")", "reference", {}, lambda: rules_only(method)))
     out.append(("reference", "reference", {}, contextlib.nullcontext))
     return out
 
@@ -108,6 +114,8 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a setting for every run (repeatable), as `avbench run --set`")
     ap.add_argument("--out", default=None, help="also append the JSON lines to this file")
+    ap.add_argument("--variants", nargs="+", default=None, metavar="PREFIX",
+                    help="run only the variants whose name starts with one of these (e.g. platform +stage2_lr)")
     args = ap.parse_args()
     try:
         extra = _parse_sets(args.set)
@@ -118,6 +126,8 @@ def main() -> None:
         bench = synthetic_benchmark(variant=VARIANT_OF.get(method, "synthetic"))
         budget = {"epochs": args.epochs, "batches_per_epoch": args.batches, **EXTRA.get(method, {}), **extra}
         for name, protocol, settings, ctx in variants(method, bench.settings_dataset, bench.features):
+            if args.variants and not name.startswith(tuple(args.variants)):
+                continue
             for seed in range(args.seeds):
                 t = time.perf_counter()
                 with ctx():

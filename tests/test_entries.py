@@ -220,13 +220,37 @@ def test_a_final_on_another_sweeps_search_seed_in_the_same_entry_is_never_shown(
     assert c.values == [53.0, 54.0, 55.0]  # seeds 1 and 2 chose the configuration in the second sweep
 
 
+def test_results_under_other_protocol_rules_never_share_an_entry_or_a_cell(tmp_path):
+    """Protocol-level rules (β rule, selection, stage2_lr) are outside the configuration hash: reference results
+    of a code version without stage2_lr and of one with it get other default entries, a named entry refuses
+    the mix, and a cell never pools them."""
+    old = {"beta_rule": "mean", "selection": "zero-is-unset"}
+    new = {**old, "stage2_lr": "val-plateau"}
+    a = make_row(seed=0, protocol_mode="reference", protocol_options=old)
+    b = make_row(seed=1, protocol_mode="reference", protocol_options=new)
+    assert a["entry"] != b["entry"] and "/avca2022/reference-" in a["entry"]
+    assert make_row(seed=0, protocol_mode="reference", protocol_options=dict(reversed(new.items())))["entry"] == \
+        b["entry"]  # the options' order does not matter
+    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    store.add_rows([a, b])
+    assert store.count() == 2
+    store.add_rows([dict(a, entry="mine")])
+    with pytest.raises(StoreError, match=r"entry 'mine' holds protocol_options=\{.*\}; this result has "
+                                         r"protocol_options=\{.*'stage2_lr': 'val-plateau'\}"):
+        store.add_rows([dict(b, entry="mine")])
+    rows = [dict(a, entry="mine"), dict(b, entry="mine", seed=2)]  # as if one entry held both
+    groups = lb.choose_groups([dict(r, id=i) for i, r in enumerate(rows)])
+    assert [[r["seed"] for r in g] for g in groups.values()] == [[2]]  # one cell, one group: never pooled
+
+
 def test_a_run_of_the_chosen_configuration_on_a_search_seed_is_never_shown():
     # a sweep chose configuration c0 on seed 0; `avbench run` of c0 on seeds 0-2 in an entry of its own
     rows = _sweep([1, 2], 50.0, search_seeds=[0]) + [make_row(seed=s, HM=40.0 + s, entry="mine") for s in range(3)]
     _, c = _cell(rows, entries=["mine"])
     assert c.values == [41.0, 42.0]  # seed 0 repeats the run that won the search
     # the same seeds of another configuration, another data version or protocol mode are kept
-    for other in ({"config_hash": "c1"}, {"data_fingerprint": "new"}, {"protocol_mode": "reference"}):
+    for other in ({"config_hash": "c1"}, {"data_fingerprint": "new"}, {"protocol_mode": "reference"},
+                  {"protocol_options": {"stage2_lr": "val-plateau"}}):
         rows = _sweep([1, 2], 50.0, search_seeds=[0]) + [make_row(seed=s, HM=40.0 + s, entry="mine", **other)
                                                            for s in range(3)]
         boards = lb.compile_boards([dict(r, id=i) for i, r in enumerate(rows)], entries=["mine"])

@@ -304,6 +304,49 @@ def test_reference_mode_changes_only_the_declared_options():
         assert [e["val"]["HM"] for e in ref.stage1] == [e["val"]["HM"] for e in plat.stage1]
 
 
+def test_stage2_learning_rate_replays_stage1_or_steps_on_validation(monkeypatch):
+    """Platform: stage 2 replays the LR schedule stage 1 chose. Reference (the codes): ReduceLROnPlateau steps on
+    the validation HM of every stage-2 epoch. The test splits are read last in both."""
+    stage1 = [0.1, 0.2, 0.3, 0.4, 0.5]  # improving: stage 1 never cuts the LR, epoch 5 is best
+    stage2 = [0.3, 0.2, 0.1, 0.1, 0.1]  # patience 1: a cut after epochs 3 and 5
+    for protocol in ("avca2022", "reference"):
+        hms = iter(stage1 + stage2)
+        monkeypatch.setattr(trainer, "validation_record",
+                            lambda *a, **k: {"beta": 0.0, "S": 0.5, "U": 0.5, "HM": next(hms), "ZSL": 0.5})
+        b = synthetic_benchmark(TINY_SPEC)
+        r = run_protocol(b, "ale", protocol=protocol, seed=0, overrides={**TINY, "epochs": 5, "lr_patience": 1})
+        assert [e["lr"] for e in r.stage1] == [1e-3] * 5 and r.stage2_epochs == 5
+        lrs = [e["lr"] for e in r.stage2]
+        if protocol == "reference":
+            assert r.protocol_options["stage2_lr"] == "val-plateau"
+            assert lrs == pytest.approx([1e-3, 1e-3, 1e-3, 1e-4, 1e-4])
+            assert [e["val"]["HM"] for e in r.stage2] == stage2
+            assert b.loaded[-5:-2] == ["stage_2_train", "stage_1_val_seen", "stage_1_val_unseen"]
+        else:
+            assert "stage2_lr" not in r.protocol_options and lrs == [1e-3] * 5
+            assert [e["val"] for e in r.stage2] == [None] * 5 and b.loaded[-3] == "stage_2_train"
+        assert b.loaded[-2:] == ["stage_2_test_seen", "stage_2_test_unseen"]
+        assert next(hms, None) == (None if protocol == "reference" else stage2[0])  # stage 2 validated or not
+
+
+def test_stage2_validation_is_the_stage1_validation(monkeypatch):
+    """Unpatched scoring: a reference run's stage-2 validation scores the stage-1 validation videos against the
+    stage-1 classes (seen: stage 1's training classes), as the codes' metric on their validation split."""
+    seen = []
+
+    def record(method, data, *a, **k):
+        seen.append((data.labels.tolist(), data.search_classes.tolist(), data.seen_classes.tolist(),
+                     data.is_seen_video.tolist(), data.audio.rows(0, len(data.audio))[0].sum().item()))
+        return validation_record(method, data, *a, **k)
+
+    monkeypatch.setattr(trainer, "validation_record", record)
+    b = synthetic_benchmark(TINY_SPEC)
+    r = run_protocol(b, "ale", protocol="reference", seed=0, overrides={**TINY, "epochs": 3})
+    assert len(seen) == 3 + r.stage2_epochs and all(x == seen[0] for x in seen)
+    assert all(0.0 <= e["val"]["HM"] <= 1.0 for e in r.stage2)
+    assert r.data_access == {"stage 1": "resident", "stage 2": "resident", "test": "resident"}
+
+
 # ---------------------------------------------------------------- BatchNorm passes
 def _batch(dims, n=16, classes=4, temporal=False):
     g = torch.Generator().manual_seed(0)

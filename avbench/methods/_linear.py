@@ -44,7 +44,8 @@ Reference protocol (``--protocol reference``): preset ``avca2022``; the public
 evaluation scores one output ("audio", "video" and "both" are the same, src/utils.py
 evaluate_dataset_baseline L193-211) and tests with the mean of their β's
 (src/test.py L43-46), i.e. that β with the zero guard; the codes' epoch selection
-(src/utils.py check_best_score L111-118). No setting differs from the defaults.
+(src/utils.py check_best_score L111-118) and stage-2 learning rate (``stage2_lr=val-plateau``,
+src/train.py L27-30). No setting differs from the defaults.
 """
 
 from __future__ import annotations
@@ -67,11 +68,15 @@ def avca_code_reference(options: dict | None = None) -> Reference:
         preset="avca2022",
         beta_rule="mean",
         selection="zero-is-unset",
+        stage2_lr="val-plateau",
         options=dict(options or {}),
         sources={
             "beta_rule": "src/test.py _get_test_performance L43-46 (mean of the audio, video, both β's; all three "
                          "are one output: src/utils.py evaluate_dataset_baseline L193-211)",
             "selection": "src/utils.py check_best_score L111-118 (`if not best_score`)",
+            "stage2_lr": "src/train.py train L27-30 (ReduceLROnPlateau on validation HM after every epoch, in "
+                         "stage 2 (--retrain_all) too; the HM is the metric's on the validation split: main.py "
+                         "L224-225)",
         },
     )
 

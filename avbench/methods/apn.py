@@ -45,8 +45,9 @@ Notes.
   features); nothing is published for the clipclap features (chosen: no input
   normalisation, as for main).
 - Reference protocol (``--protocol reference``): preset ``avca2022``, the mean of
-  its one output's β's with the zero guard (src/test.py L43-46) and the codes'
-  epoch selection; no setting differs from the defaults.
+  its one output's β's with the zero guard (src/test.py L43-46), the codes'
+  epoch selection and stage-2 learning rate (``stage2_lr=val-plateau``); no setting
+  differs from the defaults.
 """
 
 from __future__ import annotations

@@ -32,8 +32,8 @@ mean (src/test.py _get_test_performance L43-46; src/utils.py evaluate_dataset
 L353-363): the ``mean`` β rule of ``--protocol reference``.
 
 Reference protocol (``--protocol reference``; sources in ``reference_protocol``):
-preset ``avca2022``, β rule ``mean``, the codes' epoch selection and
-``negatives=independent`` (with it every embedding and decoder pass runs in the
+preset ``avca2022``, β rule ``mean``, the codes' epoch selection and stage-2
+learning-rate rule (``stage2_lr=val-plateau``) and ``negatives=independent`` (with it every embedding and decoder pass runs in the
 public order, so no extra pass is missing).
 
 Choices where the public code leaves things open or does extra work:
@@ -104,11 +104,15 @@ class AVGZSLNet(Method):
             preset="avca2022",
             beta_rule="mean",
             selection="zero-is-unset",
+            stage2_lr="val-plateau",
             options={"negatives": "independent"},
             sources={
                 "beta_rule": "src/test.py _get_test_performance L43-46 (mean of the audio, video and both β's; "
                              "src/utils.py evaluate_dataset L353-363)",
                 "selection": "src/utils.py check_best_score L111-118 (`if not best_score`)",
+                "stage2_lr": "src/train.py train L27-30 (ReduceLROnPlateau on validation HM after every epoch, "
+                             "in stage 2 (--retrain_all) too; the HM is the metric's on the validation split: "
+                             "main.py L224-225)",
                 "negatives": "src/dataset.py ContrastiveDataset.__getitem__ L625-626 (a fresh video of another "
                              "class, embedded and decoded as its own batch: src/model.py AVGZSLNet.forward L272-275)",
             },

@@ -107,11 +107,12 @@ class Reference:
     ``preset`` is a protocol preset name; ``beta_rule`` ("predictor" or "mean") says
     how the test β is formed from the per-output validation β's; ``selection`` the
     stage-1 epoch rule ("first-best" or "zero-is-unset", see protocol.run.select);
-    ``options`` are method or protocol settings (keys of the resolved config) with
+    ``stage2_lr`` the stage-2 learning-rate rule ("replay" the stage-1 schedule, or
+    "val-plateau": ReduceLROnPlateau on validation HM, see protocol.presets); ``options`` are method or protocol settings (keys of the resolved config) with
     the values that restore the code's behaviour. ``whole_sequences``: the code reads
     per-second sequences whole, so a benchmark whose sequences were cropped when it was
     written (``--max-len``) cannot reproduce it and is refused. ``sources`` names, for
-    "beta_rule", "selection", every option and ``whole_sequences`` when set, the file
+    "beta_rule", "selection", "stage2_lr", every option and ``whole_sequences`` when set, the file
     and function (line) of the public code it follows (the preset's lines are its
     ``Preset.source``).
     """
@@ -120,6 +121,7 @@ class Reference:
     preset: str
     beta_rule: str
     selection: str
+    stage2_lr: str = "replay"
     options: dict = field(default_factory=dict)
     sources: dict = field(default_factory=dict)
     whole_sequences: bool = False

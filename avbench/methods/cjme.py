@@ -37,8 +37,8 @@ mean (src/test.py _get_test_performance L43-46; src/utils.py evaluate_dataset
 L353-363): the ``mean`` β rule of ``--protocol reference``.
 
 Reference protocol (``--protocol reference``; sources in ``reference_protocol``):
-preset ``avca2022``, β rule ``mean``, the codes' epoch selection,
-``attention_weighting=batch``, ``negatives=independent``, ``bn_passes=true``.
+preset ``avca2022``, β rule ``mean``, the codes' epoch selection and stage-2
+learning-rate rule (``stage2_lr=val-plateau``), ``attention_weighting=batch``, ``negatives=independent``, ``bn_passes=true``.
 
 Deviation from the public code (setting ``attention_weighting``):
 - ``sample`` (default): L_ct weighs each row's triplets by that row's attention,
@@ -146,11 +146,15 @@ class CJME(Method):
             preset="avca2022",
             beta_rule="mean",
             selection="zero-is-unset",
+            stage2_lr="val-plateau",
             options={"attention_weighting": "batch", "negatives": "independent", "bn_passes": True},
             sources={
                 "beta_rule": "src/test.py _get_test_performance L43-46 (mean of the audio, video and both β's; "
                              "src/utils.py evaluate_dataset L353-363)",
                 "selection": "src/utils.py check_best_score L111-118 (`if not best_score`)",
+                "stage2_lr": "src/train.py train L27-30 (ReduceLROnPlateau on validation HM after every epoch, "
+                             "in stage 2 (--retrain_all) too; the HM is the metric's on the validation split: "
+                             "main.py L224-225)",
                 "attention_weighting": "src/loss.py CompositeCJMETripletLoss.forward L113 ([B,1] x [B] broadcast), "
                                        "CJMELoss.forward L34-36 (mean over the [B, B] matrix)",
                 "negatives": "src/dataset.py ContrastiveDataset.__getitem__ L625-626 (a fresh video of another "

@@ -83,11 +83,11 @@ Choices and deviations, with reasons:
   W_enc, O_proj and W_proj, all on the prediction path, so the eval-time θo and
   θw differ without it. ``bn_passes`` runs it (without gradients); it is skipped
   by default because it costs a forward pass per step.
-- Learning-rate schedule (no switch): the public code also steps
-  ReduceLROnPlateau on validation HM in stage 2 (src/train.py L36
-  ``model.optimize_scheduler(val_hm)``), when validation videos are training data;
-  the protocol replays the schedule that stage 1 chose, in both modes, as FIELD_NOTES
-  §3 asks of a platform (no choice from data the model trains on).
+- Learning-rate schedule, setting ``stage2_lr`` (protocol level; ``val-plateau`` in
+  ``--protocol reference``): the public code also steps ReduceLROnPlateau on
+  validation HM in stage 2 (src/train.py L36 ``model.optimize_scheduler(val_hm)``),
+  when validation videos are training data; the platform mode replays the schedule
+  that stage 1 chose (FIELD_NOTES §3: no choice from data the model trains on).
 - Class embeddings: the public loader has the same row-order defect as AVCA's
   (embedding dict sorted by its keys, rows indexed by class id). With the
   published UCF keys (``clip_class_name`` of ucf_clip_class_names.csv) the two
@@ -174,11 +174,15 @@ class ClipClap(Method):
             preset="clipclap2024",
             beta_rule="mean",
             selection="zero-is-unset",
+            stage2_lr="val-plateau",
             options={"bn_passes": True},
             sources={
                 "beta_rule": "src/test.py _get_test_performance L44-45 ((β_a + β_v + β_b + 1e-10) / 3; all three "
                              "are the θo output: src/utils.py evaluate_dataset_baseline)",
                 "selection": "src/utils.py check_best_score L208-216 (`if not best_score`)",
+                "stage2_lr": "src/train.py train L36 (model.optimize_scheduler(val_hm) after every epoch, in "
+                             "stage 2 too; the HM is the metric's on the validation split: main.py L247, "
+                             "L202-203)",
                 "bn_passes": "src/train.py train_step L104 (get_embeddings in train mode after the step; "
                              "src/clipclap_model.py get_embeddings L411-443)",
             },

@@ -52,8 +52,8 @@ preset ``tcaf2022``; test β = mean of its three (identical) outputs' β's
 ``encode_padding=true`` and ``crop_rule=reference`` (see below), and on ActivityNet
 ``eval_crop=300``. It reads whole sequences as the code does, so it refuses a benchmark
 whose sequences were cropped when it was written (the default ActivityNet import: use
-``--max-len 0``; see ``eval_crop`` below). One deviation has no switch: the stage-2
-learning-rate schedule (below).
+``--max-len 0``; see ``eval_crop`` below); in stage 2 the learning rate steps on
+validation HM (``stage2_lr=val-plateau``, below).
 
 Settings (``defaults``): the public config/best/{best_main,best_cls}/best_<ds>.yaml
 with config/default.yaml: Adam with weight decay 1e-5, batch 64, 300 batches per
@@ -166,11 +166,11 @@ Choices and deviations from the public code, with reasons:
 - Not ported: the SAM optimiser option (unused by the published configs), the
   ``embed_augment_position`` option (off everywhere), the "fixed" time embedding
   table and the audio-only / video-only ablations.
-- Learning-rate schedule (no switch): the public code steps the scheduler on
-  validation HM in stage 2 too (src/train.py L31 ``model.optimize_scheduler(val_hm)``),
-  when validation videos are training data; the protocol replays the schedule that
-  stage 1 chose, in both modes, as FIELD_NOTES §3 asks of a platform (no choice from
-  data the model trains on).
+- Learning-rate schedule, setting ``stage2_lr`` (protocol level; ``val-plateau`` in
+  ``--protocol reference``): the public code steps the scheduler on validation HM in
+  stage 2 too (src/train.py L31 ``model.optimize_scheduler(val_hm)``), when validation
+  videos are training data; the platform mode replays the schedule that stage 1 chose
+  (FIELD_NOTES §3: no choice from data the model trains on).
 - Class embeddings: the public loader has the same row-order defect as AVCA's
   (FIELD_NOTES §4); avbench builds the class → embedding matrix by name, in both
   modes; ``--legacy-text-order`` (a separate axis of every result and leaderboard
@@ -465,6 +465,7 @@ class TCAF(Method):
             preset="tcaf2022",
             beta_rule="mean",
             selection="zero-is-unset",
+            stage2_lr="val-plateau",
             options=options,
             whole_sequences=True,
             sources={
@@ -474,6 +475,9 @@ class TCAF(Method):
                 "beta_rule": "src/test.py _get_test_performance L44-45 ((β_a + β_v + β_b + 1e-10) / 3; all three "
                              "are the θo output: src/utils.py evaluate_dataset_baseline)",
                 "selection": "src/utils.py check_best_score L174-182 (`if not best_score`)",
+                "stage2_lr": "src/train.py train L31 (model.optimize_scheduler(val_hm) after every epoch, in "
+                             "stage 2 too; the HM is the metric's on the validation split: main.py L236, "
+                             "L194-195)",
                 "video_norm": "src/model_sequence.py Multimodal_Sequence_Transformer.forward L791, get_embeddings "
                               "L945 (F.normalize(v) on [B, T, D]: over time)",
                 "audio_scale": "src/model_sequence.py Multimodal_Sequence_Transformer.forward L790, get_embeddings "

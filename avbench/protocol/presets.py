@@ -9,14 +9,22 @@ TCAF and ClipClap train ``best_epoch + 1`` epochs where their ``best_epoch`` cou
 from 0. Training exactly that many epochs gives the same model without the wasted
 epochs.
 
-In every preset stage 2 follows the learning-rate schedule that stage 1 chose on
-validation (epoch by epoch): the public codes step their ReduceLROnPlateau on
-validation HM in stage 2 too, when validation videos are training data
-(AVCA-GZSL src/train.py L27-30, TCAF-GZSL src/train.py L31, ClipClap-GZSL
-src/train.py L36); the protocol replays the stage-1 schedule instead (FIELD_NOTES
-§3: no choice from data the model trains on), in both modes, with no switch. It
-differs from the codes only if either schedule cuts the learning rate within the
-stage-2 epochs.
+Stage 2 has no validation data of its own (validation videos are training data
+then), so its learning rate follows one of two rules (protocol option ``stage2_lr``):
+
+- ``replay`` (the platform mode): the schedule that stage 1 chose on validation,
+  epoch by epoch (FIELD_NOTES §3: no choice from data the model trains on);
+- ``val-plateau`` (every reference protocol): as the public codes, ReduceLROnPlateau
+  steps on the validation HM of each stage-2 epoch, the stage-1 validation videos
+  and classes scored as in stage 1, though the model now trains on them (AVCA-GZSL
+  src/train.py train L27-30, its HM from the metric on the validation split,
+  ``val_all_dataset``, main.py L224-225, in stage 2 too; TCAF-GZSL src/train.py train
+  L31, metric main.py L236 on ``val_all_dataset`` and a loader of it (L194-195, named
+  ``final_test_loader``); ClipClap-GZSL src/train.py train L36, main.py L247, L202-203).
+  The test splits stay out of reach in both.
+
+The two differ only if either schedule cuts the learning rate within the stage-2
+epochs.
 
 Protocol modes (``--protocol``):
 
@@ -88,8 +96,9 @@ PROTOCOLS = (*sorted(PRESETS), REFERENCE)  # what --protocol accepts
 
 # Protocol-level options a reference protocol may set (read by the protocol, not the
 # method); every other option is a setting of the resolved config.
-PROTOCOL_OPTIONS = ("beta_rule", "selection")
-PLATFORM_OPTIONS = {"beta_rule": "predictor", "selection": "first-best"}
+PROTOCOL_OPTIONS = ("beta_rule", "selection", "stage2_lr")
+PLATFORM_OPTIONS = {"beta_rule": "predictor", "selection": "first-best", "stage2_lr": "replay"}
+STAGE2_LR = ("replay", "val-plateau")  # the stage-2 learning-rate rules (see the module docstring)
 
 # Settings the protocol's trainer reads; a method's defaults may override them.
 PROTOCOL_DEFAULTS = {
@@ -119,7 +128,7 @@ def resolve_protocol(method: str, name: str, dataset: str, features: str, benchm
 
     A preset name gives the platform mode: that preset and no options. ``reference``
     gives the method's reference protocol: its preset and its options, the
-    protocol-level ones (``beta_rule``, ``selection``) included. A search calls this to
+    protocol-level ones (``beta_rule``, ``selection``, ``stage2_lr``) included. A search calls this to
     learn the preset its results are stored under and the options to apply
     (``resolve_config(..., protocol_options=options)``). Given the ``benchmark`` (a
     ``Benchmark``) it also checks that the data can follow the reference: a reference
@@ -142,9 +151,12 @@ def resolve_protocol(method: str, name: str, dataset: str, features: str, benchm
     if ref.selection not in SELECTIONS:
         raise ConfigError(f"method {cls.name}: reference selection {ref.selection!r}: expected one of "
                           f"{', '.join(SELECTIONS)}")
+    if ref.stage2_lr not in STAGE2_LR:
+        raise ConfigError(f"method {cls.name}: reference stage2_lr {ref.stage2_lr!r}: expected one of "
+                          f"{', '.join(STAGE2_LR)}")
     if ref.whole_sequences and benchmark is not None and benchmark.temporal:
         _require_whole_sequences(cls.name, ref, benchmark)
-    options = {"beta_rule": ref.beta_rule, "selection": ref.selection, **ref.options}
+    options = {"beta_rule": ref.beta_rule, "selection": ref.selection, "stage2_lr": ref.stage2_lr, **ref.options}
     return ref.preset, options, "reference"
 
 

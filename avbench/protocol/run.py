@@ -3,8 +3,11 @@
 Stage 1 trains on ``stage_1_train`` and evaluates on ``stage_1_val_seen ∪
 stage_1_val_unseen`` after every epoch; it picks the epoch with the best
 validation HM (after calibrated stacking) and that epoch's β. Stage 2 retrains
-from scratch on ``stage_2_train`` (= stage-1 train ∪ val), following the
-learning-rate schedule stage 1 chose, for as many epochs as the preset says.
+from scratch on ``stage_2_train`` (= stage-1 train ∪ val) for as many epochs as
+the preset says, following the learning-rate schedule stage 1 chose (the
+platform's ``stage2_lr=replay``) or, as the public codes, stepping
+ReduceLROnPlateau on the validation HM of each epoch (``val-plateau``, every
+reference protocol; see :mod:`avbench.protocol.presets`).
 Only then are the test splits read, once, and scored with the stage-1 β.
 
 ``protocol`` is a preset name (the platform mode: one protocol for every method)
@@ -218,10 +221,11 @@ class _Plan:
     epochs: int
     mode: str = "platform"
     options: dict = field(default_factory=dict)  # the protocol options as resolved (recorded in the result)
-    rules: dict = field(default_factory=lambda: dict(PLATFORM_OPTIONS))  # beta_rule, selection
+    rules: dict = field(default_factory=lambda: dict(PLATFORM_OPTIONS))  # beta_rule, selection, stage2_lr
     budget: int = 0  # bytes of features a stage may keep resident (see protocol.feed)
     on_data: Callable | None = None
     data_access: dict = field(default_factory=dict)  # stage -> "resident" | "streamed"
+    seen1: object = None  # stage 1's training classes (global ids), set by stage 1
     _need: int | None = None
 
     def residency(self, access: "SplitAccess", names: tuple[str, ...], stage: str) -> bool:
@@ -296,6 +300,18 @@ def _plan(benchmark, method, protocol, seed, overrides, text_order, device, on_b
     )
 
 
+VAL_SPLITS = ("stage_1_val_seen", "stage_1_val_unseen")
+
+
+def _validation(access: "SplitAccess", plan: _Plan, resident: bool) -> EvalSet:
+    """The validation videos (val seen ∪ val unseen) scored against stage 1's seen classes and the val
+    unseen ones, as in stage 1 (stage 2 uses it with ``stage2_lr=val-plateau``)."""
+    return EvalSet.build(  # handed over lazily: the build reads both splits into one array when resident
+        access.split(VAL_SPLITS[0], True), access.split(VAL_SPLITS[1], True), plan.seen1, plan.emb, plan.dev,
+        resident,
+    )
+
+
 def _stage1(benchmark: Benchmark, plan: _Plan, seed: int) -> Iterator[EpochRecord]:
     """Stage 1 as a generator of epoch records (train, validate each epoch).
 
@@ -306,14 +322,12 @@ def _stage1(benchmark: Benchmark, plan: _Plan, seed: int) -> Iterator[EpochRecor
     stage1_data = SplitAccess(
         benchmark, ("stage_1_train", "stage_1_val_seen", "stage_1_val_unseen"), "stage 1", **plan.tag
     )
-    resident = plan.residency(stage1_data, ("stage_1_train", "stage_1_val_seen", "stage_1_val_unseen"), "stage 1")
+    resident = plan.residency(stage1_data, ("stage_1_train", *VAL_SPLITS), "stage 1")
     lazy = not resident
     train1 = TrainSet.build(stage1_data.split("stage_1_train", lazy), plan.emb, plan.dev, resident)
     plan.announce("stage 1", train1)
-    val = EvalSet.build(  # handed over lazily: the build reads both splits into one array when resident
-        stage1_data.split("stage_1_val_seen", True), stage1_data.split("stage_1_val_unseen", True), train1.classes,
-        plan.emb, plan.dev, resident,
-    )
+    plan.seen1 = train1.classes
+    val = _validation(stage1_data, plan, resident)
     torch.manual_seed(seed)
     model = plan.cls(plan.dims, plan.config).to(plan.dev)
     cuda = plan.dev.type == "cuda"
@@ -446,11 +460,18 @@ def _run(benchmark, method, protocol, seed, overrides, text_order, device, on_ep
         result.seconds = time.perf_counter() - t0
         return result
 
-    # ---- stage 2: retrain on train ∪ val, no validation, stage-1 LR schedule --
-    stage2_data = SplitAccess(benchmark, ("stage_2_train",), "stage 2 training", **tag)
-    resident = plan.residency(stage2_data, ("stage_2_train",), "stage 2")
+    # ---- stage 2: retrain on train ∪ val; the stage-1 LR schedule, or (the codes') ----
+    # ---- ReduceLROnPlateau on validation HM, the validation videos now training data ----
+    plateau = plan.rules["stage2_lr"] == "val-plateau"
+    names = ("stage_2_train", *VAL_SPLITS) if plateau else ("stage_2_train",)
+    stage2_data = SplitAccess(benchmark, names, "stage 2 training", **tag)
+    resident = plan.residency(stage2_data, names, "stage 2")
     train2 = TrainSet.build(stage2_data.split("stage_2_train", not resident), emb, dev, resident)
     plan.announce("stage 2", train2)
+    schedule = (dict(val=_validation(stage2_data, plan, resident), betas=betas,
+                     lr_patience=int(config["lr_patience"]), lr_factor=float(config["lr_factor"]),
+                     beta_rule=plan.rules["beta_rule"])
+                if plateau else dict(lr_schedule=lr_schedule))
     torch.manual_seed(seed)
     model = cls(dims, config).to(dev)
     if on_stage:
@@ -459,12 +480,12 @@ def _run(benchmark, method, protocol, seed, overrides, text_order, device, on_ep
         model,
         train2,
         epochs=stage2_epochs,
-        lr_schedule=lr_schedule,
         on_epoch=(lambda r: on_epoch("stage 2", r, stage2_epochs)) if on_epoch else None,
+        **schedule,
         **common,
     )
     seen2 = train2.classes
-    del train2
+    del train2, schedule
 
     # ---- test: read once, score with the stage-1 β ----------------------------
     test_data = SplitAccess(benchmark, TEST_SPLITS, "final evaluation", **tag)

@@ -5,7 +5,7 @@ Rows are methods, column groups are datasets. A table holds results of one proto
 (preset and mode: platform or reference), one feature set and one text order.
 
 A cell shows one *entry* (see ``results.store``) of one configuration on one data
-version: the mean ± std over its seeds with n, and the 95 % confidence interval of
+version under one set of protocol options: the mean ± std over its seeds with n, and the 95 % confidence interval of
 that mean (Student's t, ``results.stats.mean_ci``; a single seed has neither std nor
 CI). Per (method, dataset) the cell shown is, by default, the latest full-budget
 sweep entry, else the latest full-budget entry, else the latest reduced-budget entry
@@ -34,6 +34,7 @@ are the source's.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -48,7 +49,7 @@ DATASET_ORDER = ("vggsound", "ucf", "activitynet")
 DATASET_TITLES = {"vggsound": "VGGSound-GZSL", "ucf": "UCF-GZSL", "activitynet": "ActivityNet-GZSL"}
 ROW_COLUMNS = ["id", "entry", "entry_kind", "method", "dataset", "features", "protocol", "protocol_mode",
                "text_order", "config_hash", "data_fingerprint", "git_revision", "avbench_version", "reduced_budget",
-               "seed", "search_seeds", "hardware", "torch_version", "created_at"]
+               "seed", "search_seeds", "hardware", "torch_version", "created_at", "protocol_options"]
 MARKS = {
     "tied": ("≈", f"not significantly different from the best of the dataset ({TEST_NAME})"),
     "revisions": ("†", "results of several code revisions, or of uncommitted code (-dirty), in one cell"),
@@ -175,12 +176,19 @@ def _stamp(r: dict):
 
 
 # what makes two results one measurement, whatever entry holds them: with the seed, the same numbers
+# (protocol_options: the protocol-level rules, e.g. stage2_lr, which the configuration hash does not cover)
 IDENTITY = ("config_hash", "data_fingerprint", "protocol", "protocol_mode", "features", "text_order", "method",
-            "dataset")
+            "dataset", "protocol_options")
 
 
 def identity(r: dict) -> tuple:
-    return tuple(r.get(k) or ("platform" if k == "protocol_mode" else None) for k in IDENTITY)
+    return tuple(options_key(r.get(k)) if k == "protocol_options"
+                 else r.get(k) or ("platform" if k == "protocol_mode" else None) for k in IDENTITY)
+
+
+def options_key(options: dict | None) -> str:
+    """Protocol options as one comparable, hashable value (canonical JSON; none: ``{}``)."""
+    return json.dumps(options or {}, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def searched_by(rows: list[dict]) -> dict[tuple, dict[int, set[str]]]:
@@ -223,7 +231,7 @@ def choose_groups(rows: list[dict], entries: list[str] | None = None) -> dict[tu
             del groups[key]
     chosen: dict[tuple, tuple] = {}
     for key, members in groups.items():
-        _, _, _, p, mode, f, t, m, d = key  # entry, then IDENTITY
+        _, _, _, p, mode, f, t, m, d, _ = key  # entry, then IDENTITY
         first = members[0]
         full = not any(bool(x.get("reduced_budget")) for x in members)
         priority = (full, first.get("entry_kind") == "sweep" and full, max(_stamp(x) for x in members))

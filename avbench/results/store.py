@@ -116,6 +116,9 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+options_hash = config_hash  # of a result's protocol options (the same canonical JSON)
+
+
 def default_url(home: str | os.PathLike | None = None) -> str:
     from avbench.data.registry import avbench_home
 
@@ -144,6 +147,8 @@ def default_entry(row: dict) -> str:
     """The entry of an ``avbench run`` result given no ``--entry``: one per configuration
     (budget included), protocol, text order and data version."""
     mode = "" if row.get("protocol_mode", "platform") == "platform" else f"/{row['protocol_mode']}"
+    if row.get("protocol_options"):  # rules of a code version (e.g. stage2_lr): another version, another entry
+        mode += "-" + options_hash(row["protocol_options"])[:8]
     return (
         f"run/{row['method']}/{row['dataset']}-{row['features']}/{row['protocol']}{mode}/{row['text_order']}/"
         f"{row['config_hash'][:8]}/{row['data_fingerprint'][:8]}"
@@ -206,7 +211,7 @@ def row_from_result(
 
 # what every result of one `run` entry shares (a sweep's entry may move to a new best configuration)
 ENTRY_IDENTITY = ("entry_kind", "method", "dataset", "features", "protocol", "protocol_mode", "text_order",
-                  "config_hash", "data_fingerprint")
+                  "config_hash", "data_fingerprint", "protocol_options")
 
 
 class Store:
