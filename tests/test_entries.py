@@ -164,6 +164,10 @@ def test_cli_run_says_when_its_seed_chose_the_configuration(tmp_path, capsys):
     assert "note: left out of the leaderboard: seed 0" in err  # before training, too
     assert main([*base, "--json", "--seed", "2", "--entry", "first"]) == 0
     assert json.loads(capsys.readouterr().out)["search_seed_of"] == []
+    # at another thread count: another configuration hash, the same configuration the seed chose
+    assert main([*base, "--json", "--seed", "0", "--threads", "2", "--entry", "two-threads"]) == 0
+    assert json.loads(capsys.readouterr().out)["search_seed_of"] == ["the-sweep"]
+    assert Store(db).rows(entry="two-threads")[0]["config_hash"] != stored["config_hash"]
 
 
 # columns added since (the machine came after entries: the migration adds both)
@@ -248,8 +252,15 @@ def test_a_run_of_the_chosen_configuration_on_a_search_seed_is_never_shown():
     rows = _sweep([1, 2], 50.0, search_seeds=[0]) + [make_row(seed=s, HM=40.0 + s, entry="mine") for s in range(3)]
     _, c = _cell(rows, entries=["mine"])
     assert c.values == [41.0, 42.0]  # seed 0 repeats the run that won the search
+    # the same configuration at another thread count repeats it too (threads say how a run executes)
+    runs = [make_row(seed=s, HM=40.0 + s, entry="mine", config={"lr": 0.001, "threads": 2}, config_hash="c2")
+            for s in range(3)]
+    _, c = _cell(_sweep([1, 2], 50.0, search_seeds=[0], config={"lr": 0.001, "threads": 1}) + runs,
+                 entries=["mine"])
+    assert c.values == [41.0, 42.0]
     # the same seeds of another configuration, another data version or protocol mode are kept
-    for other in ({"config_hash": "c1"}, {"data_fingerprint": "new"}, {"protocol_mode": "reference"},
+    for other in ({"config_hash": "c1", "config": {"lr": 0.01}}, {"data_fingerprint": "new"},
+                  {"protocol_mode": "reference"},
                   {"protocol_options": {"stage2_lr": "val-plateau"}}):
         rows = _sweep([1, 2], 50.0, search_seeds=[0]) + [make_row(seed=s, HM=40.0 + s, entry="mine", **other)
                                                            for s in range(3)]
@@ -385,8 +396,8 @@ def test_a_store_needing_new_columns_opened_by_a_non_owner_is_a_one_line_error(p
 
     url = pg_schema()
     md = MetaData()
-    table = Table(Result.__tablename__, md, *[c._copy() for c in Result.__table__.columns if c.name != "hardware"],
-                  UniqueConstraint(*KEY_FIELDS, name="uq_avbench_result_entry_key"))
+    Table(Result.__tablename__, md, *[c._copy() for c in Result.__table__.columns if c.name != "hardware"],
+          UniqueConstraint(*KEY_FIELDS, name="uq_avbench_result_entry_key"))  # registered in md
     admin = create_engine(url)
     md.create_all(admin)
     role = f"avbench_writer_{uuid.uuid4().hex[:8]}"

@@ -45,7 +45,7 @@ evaluation scores one output ("audio", "video" and "both" are the same, src/util
 evaluate_dataset_baseline L193-211) and tests with the mean of their β's
 (src/test.py L43-46), i.e. that β with the zero guard; the codes' epoch selection
 (src/utils.py check_best_score L111-118) and stage-2 learning rate (``stage2_lr=val-plateau``,
-src/train.py L27-30). No setting differs from the defaults.
+src/train.py L27-28). No setting differs from the defaults.
 """
 
 from __future__ import annotations
@@ -74,9 +74,10 @@ def avca_code_reference(options: dict | None = None) -> Reference:
             "beta_rule": "src/test.py _get_test_performance L43-46 (mean of the audio, video, both β's; all three "
                          "are one output: src/utils.py evaluate_dataset_baseline L193-211)",
             "selection": "src/utils.py check_best_score L111-118 (`if not best_score`)",
-            "stage2_lr": "src/train.py train L27-30 (ReduceLROnPlateau on validation HM after every epoch, in "
-                         "stage 2 (--retrain_all) too; the HM is the metric's on the validation split: main.py "
-                         "L224-225)",
+            "stage2_lr": "src/train.py train L27-28 (lr_scheduler.step(val_hm): main.py L222 ReduceLROnPlateau max, "
+                         "patience 3, on the optimiser train_step steps; every run script passes --lr_scheduler) "
+                         "after every epoch, in stage 2 (--retrain_all) too; the HM is the metric's on the "
+                         "validation split: main.py L224-225",
         },
     )
 

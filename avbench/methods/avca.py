@@ -49,7 +49,7 @@ preset ``avca2022``; test β = mean of the audio/video/joint β's, which for AVC
 are all the θv output (src/utils.py evaluate_dataset_baseline L196-205), with the
 zero guard of src/test.py L43-46; the codes' epoch selection; in stage 2 the
 learning rate stepped on validation HM (``stage2_lr=val-plateau``, src/train.py
-L27-30; the platform replays stage 1's schedule); ``bn_passes=true``;
+L29-30; the platform replays stage 1's schedule); ``bn_passes=true``;
 ``negatives=independent`` (src/dataset.py ContrastiveDataset.__getitem__
 L625-626: a fresh video of another class, encoded in its own BatchNorm batch).
 """
@@ -182,9 +182,10 @@ class AVCA(Method):
                 "beta_rule": "src/test.py _get_test_performance L43-46 (mean of the audio, video, both β's; "
                              "all three are θv: src/utils.py evaluate_dataset_baseline L196-205)",
                 "selection": "src/utils.py check_best_score L111-118 (`if not best_score`)",
-                "stage2_lr": "src/train.py train L27-30 (ReduceLROnPlateau on validation HM after every epoch, "
-                             "in stage 2 (--retrain_all) too; the HM is the metric's on the validation split: "
-                             "main.py L224-225)",
+                "stage2_lr": "src/train.py train L29-30 -> src/model_improvements.py AVCA.optimize_scheduler "
+                             "L204-205 (its scheduler_gen, L194: ReduceLROnPlateau max, patience 3) after every "
+                             "epoch, in stage 2 (--retrain_all) too; the HM is the metric's on the validation "
+                             "split: main.py L224-225",
                 "bn_passes": "src/model_improvements.py AVCA.forward L222, L245-246 (ρw⁻, se_em_hat1/2); "
                              "src/train.py train_step L111 (get_embeddings in train mode after the step)",
                 "negatives": "src/dataset.py ContrastiveDataset.__getitem__ L625-626 (a fresh video of another "

@@ -152,9 +152,10 @@ class CJME(Method):
                 "beta_rule": "src/test.py _get_test_performance L43-46 (mean of the audio, video and both β's; "
                              "src/utils.py evaluate_dataset L353-363)",
                 "selection": "src/utils.py check_best_score L111-118 (`if not best_score`)",
-                "stage2_lr": "src/train.py train L27-30 (ReduceLROnPlateau on validation HM after every epoch, "
-                             "in stage 2 (--retrain_all) too; the HM is the metric's on the validation split: "
-                             "main.py L224-225)",
+                "stage2_lr": "src/train.py train L27-28 (lr_scheduler.step(val_hm): main.py L222 ReduceLROnPlateau "
+                             "max, patience 3, on the optimiser train_step steps; every run script passes "
+                             "--lr_scheduler) after every epoch, in stage 2 (--retrain_all) too; the HM is the "
+                             "metric's on the validation split: main.py L224-225",
                 "attention_weighting": "src/loss.py CompositeCJMETripletLoss.forward L113 ([B,1] x [B] broadcast), "
                                        "CJMELoss.forward L34-36 (mean over the [B, B] matrix)",
                 "negatives": "src/dataset.py ContrastiveDataset.__getitem__ L625-626 (a fresh video of another "

@@ -17,7 +17,8 @@ then), so its learning rate follows one of two rules (protocol option ``stage2_l
 - ``val-plateau`` (every reference protocol): as the public codes, ReduceLROnPlateau
   steps on the validation HM of each stage-2 epoch, the stage-1 validation videos
   and classes scored as in stage 1, though the model now trains on them (AVCA-GZSL
-  src/train.py train L27-30, its HM from the metric on the validation split,
+  src/train.py train L27-28 for the baselines' optimiser, L29-30 for AVCA's own
+  (src/model_improvements.py L194, L204-205), its HM from the metric on the validation split,
   ``val_all_dataset``, main.py L224-225, in stage 2 too; TCAF-GZSL src/train.py train
   L31, metric main.py L236 on ``val_all_dataset`` and a loader of it (L194-195, named
   ``final_test_loader``); ClipClap-GZSL src/train.py train L36, main.py L247, L202-203).

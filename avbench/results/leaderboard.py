@@ -43,13 +43,14 @@ import numpy as np
 from avbench.errors import ConfigError
 from avbench.results.stats import CI_NAME, TEST_NAME, mean_ci, ranks, versus_best
 from avbench.results.provenance import code, machine
+from avbench.results.store import config_hash
 
 METRICS = ("HM", "ZSL", "S", "U")
 DATASET_ORDER = ("vggsound", "ucf", "activitynet")
 DATASET_TITLES = {"vggsound": "VGGSound-GZSL", "ucf": "UCF-GZSL", "activitynet": "ActivityNet-GZSL"}
 ROW_COLUMNS = ["id", "entry", "entry_kind", "method", "dataset", "features", "protocol", "protocol_mode",
                "text_order", "config_hash", "data_fingerprint", "git_revision", "avbench_version", "reduced_budget",
-               "seed", "search_seeds", "hardware", "torch_version", "created_at", "protocol_options"]
+               "seed", "search_seeds", "hardware", "torch_version", "created_at", "protocol_options", "config"]
 MARKS = {
     "tied": ("≈", f"not significantly different from the best of the dataset ({TEST_NAME})"),
     "revisions": ("†", "results of several code revisions, or of uncommitted code (-dirty), in one cell"),
@@ -191,13 +192,28 @@ def options_key(options: dict | None) -> str:
     return json.dumps(options or {}, sort_keys=True, separators=(",", ":"), default=str)
 
 
+# settings that say how a run executes, not which configuration it runs: a seed that chose a configuration
+# in a sweep chose it whatever thread count (or evaluation chunk) a later run of it uses
+EXECUTION_SETTINGS = ("threads", "eval_batch_size")
+
+
+def choice(r: dict) -> tuple:
+    """:func:`identity` with the configuration hashed without :data:`EXECUTION_SETTINGS` (rows without
+    their ``config``: the configuration hash as stored)."""
+    key = identity(r)
+    config = r.get("config")
+    if isinstance(config, dict):
+        key = (config_hash({k: v for k, v in config.items() if k not in EXECUTION_SETTINGS}), *key[1:])
+    return key
+
+
 def searched_by(rows: list[dict]) -> dict[tuple, dict[int, set[str]]]:
-    """Per configuration identity (:data:`IDENTITY`), the seeds that chose it and the entries of the
-    sweeps that searched on them (a sweep's finals record its search seeds)."""
+    """Per configuration (:func:`choice`), the seeds that chose it and the entries of the sweeps that
+    searched on them (a sweep's finals record their search seeds)."""
     out: dict[tuple, dict[int, set[str]]] = defaultdict(lambda: defaultdict(set))
     for r in rows:
         for s in r.get("search_seeds") or ():
-            out[identity(r)][int(s)].add(r["entry"])
+            out[choice(r)][int(s)].add(r["entry"])
     return out
 
 
@@ -209,8 +225,8 @@ def choose_groups(rows: list[dict], entries: list[str] | None = None) -> dict[tu
     entry, the search seeds of the sweeps that wrote it (its own; another sweep's that
     wrote the same entry and chose the same configuration); in an ``avbench run``
     entry, the search seeds of every sweep in the store whose finals ran that
-    configuration on that data under that protocol (a run of a sweep-chosen
-    configuration on a search seed repeats the run that won the search). A sweep's own
+    configuration on that data under that protocol, whatever its thread count (a run of
+    a sweep-chosen configuration on a search seed repeats the run that won the search). A sweep's own
     finals stay unbiased whatever another sweep searched on. Per cell, the latest
     full-budget sweep group, else the latest full-budget group, else the latest
     reduced-budget group; ``entries`` restricts the groups that compete to those entries'.
@@ -225,7 +241,7 @@ def choose_groups(rows: list[dict], entries: list[str] | None = None) -> dict[tu
         if members[0].get("entry_kind") == "sweep":
             chose = {int(s) for x in members for s in (x.get("search_seeds") or ())}
         else:
-            chose = searched.get(key[1:], {})
+            chose = searched.get(choice(members[0]), {})  # one configuration per group (identity)
         groups[key] = [x for x in members if x["seed"] not in chose]
         if not groups[key]:
             del groups[key]
