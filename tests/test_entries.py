@@ -13,7 +13,7 @@ from test_results import make_row
 from avbench.cli import main
 from avbench.protocol.machine import hardware
 from avbench.results import leaderboard as lb
-from avbench.results.formats import render
+from avbench.results.formats import render, to_json
 from avbench.results.store import KEY_FIELDS, LEGACY_KEY_FIELDS, Result, Store, StoreError
 
 
@@ -204,7 +204,7 @@ def test_an_old_store_is_migrated(backend, tmp_path, pg_schema):
     assert store.add_rows([make_row(seed=1, HM=99.0)]) == [(2, False)]  # the old row keeps its key
     assert store.add_rows([make_row(seed=2, HM=31.0)])[0][1] is True
     Store(url)  # opening again is a no-op
-    board = lb.compile_boards(store.rows(columns=lb.ROW_COLUMNS + ["HM"]))[0]
+    board = lb.compile_boards(lb.board_rows(store, "HM"))[0]
     cell = board.cells[("avca", "ucf")]
     assert cell.entry.startswith("migrated-sweep/")  # the old sweep's finals are shown
     assert (cell.n, cell.mean) == (1, 52.0)  # but not its seed-0 final, the seed the old sweep chose on
@@ -245,6 +245,14 @@ def test_results_under_other_protocol_rules_never_share_an_entry_or_a_cell(tmp_p
     rows = [dict(a, entry="mine"), dict(b, entry="mine", seed=2)]  # as if one entry held both
     groups = lb.choose_groups([dict(r, id=i) for i, r in enumerate(rows)])
     assert [[r["seed"] for r in g] for g in groups.values()] == [[2]]  # one cell, one group: never pooled
+    # a sweep under the earlier rules chose the configuration on seed 0: stage2_lr acts after stage 1, where
+    # that choice was made, so a run on seed 0 under the new rules still repeats it; another β rule does not
+    sweep = _sweep([1, 2], 50.0, search_seeds=[0], protocol_mode="reference", protocol_options=old)
+    for opts, shown in ((new, [41.0, 42.0]), ({**new, "beta_rule": "predictor"}, [40.0, 41.0, 42.0])):
+        runs = [make_row(seed=s, HM=40.0 + s, entry="mine", protocol_mode="reference", protocol_options=opts)
+                for s in range(3)]
+        _, c = _cell(sweep + runs, entries=["mine"])
+        assert c.values == shown, opts
 
 
 def test_a_run_of_the_chosen_configuration_on_a_search_seed_is_never_shown():
@@ -261,7 +269,7 @@ def test_a_run_of_the_chosen_configuration_on_a_search_seed_is_never_shown():
     # the same seeds of another configuration, another data version or protocol mode are kept
     for other in ({"config_hash": "c1", "config": {"lr": 0.01}}, {"data_fingerprint": "new"},
                   {"protocol_mode": "reference"},
-                  {"protocol_options": {"stage2_lr": "val-plateau"}}):
+                  {"protocol_options": {"beta_rule": "mean"}}):
         rows = _sweep([1, 2], 50.0, search_seeds=[0]) + [make_row(seed=s, HM=40.0 + s, entry="mine", **other)
                                                            for s in range(3)]
         boards = lb.compile_boards([dict(r, id=i) for i, r in enumerate(rows)], entries=["mine"])
@@ -327,7 +335,7 @@ def test_a_store_written_before_machines_were_recorded_gains_the_column(backend,
     assert store.rows(columns=["seed", "hardware"]) == [{"seed": 0, "hardware": None}]  # unknown, kept
     store.add_rows([make_row(seed=1, HM=32.0, **ZEN3)])
     Store(url)  # opening again is a no-op
-    board = lb.compile_boards(store.rows(columns=lb.ROW_COLUMNS + ["HM"]))[0]
+    board = lb.compile_boards(lb.board_rows(store, "HM"))[0]
     cell = board.cells[("avca", "ucf")]
     assert cell.n == 2 and "¶" in cell.marks and "unknown machine, torch 2" in cell.machines
 
@@ -423,3 +431,26 @@ def test_a_store_needing_new_columns_opened_by_a_non_owner_is_a_one_line_error(p
             c.execute(text(f"DROP OWNED BY {role}"))
             c.execute(text(f"DROP ROLE {role}"))
         admin.dispose()
+
+
+def test_a_cell_under_other_protocol_rules_is_marked_in_every_format():
+    """A reference table whose cells follow other protocol rules (a result of an earlier avbench version, without
+    stage2_lr: it replayed stage 1's schedule) marks them ◊ and names both rule sets."""
+    now = {"beta_rule": "mean", "selection": "zero-is-unset", "stage2_lr": "val-plateau"}
+    before = {"beta_rule": "mean", "selection": "zero-is-unset"}
+    rows = [make_row(m, "ucf", s, 40.0 + s + i, protocol_mode="reference", protocol_options=opts)
+            for i, (m, opts) in enumerate((("avca", now), ("cjme", now), ("ale", before))) for s in range(2)]
+    (board,) = lb.compile_boards([dict(r, id=i) for i, r in enumerate(rows)])
+    assert [m for (m, _), c in board.cells.items() if c.other_rules] == ["ale"]
+    assert board.cells[("ale", "ucf")].marks.endswith("◊") and "◊" not in board.cells[("avca", "ucf")].marks
+    assert ("the table's: beta_rule=mean, selection=zero-is-unset, stage2_lr=val-plateau; "
+            "◊: beta_rule=mean, selection=zero-is-unset, stage2_lr=replay") in board.footnote()
+    for fmt in ("md", "csv", "tex", "html"):  # (the terminal table is a rich object)
+        out = render([board], fmt)
+        assert ("$\\diamond$" if fmt == "tex" else "◊") in out, fmt
+    cells = json.loads(to_json([board]))[0]["cells"]
+    assert {c["method"]: c["other_rules"] for c in cells} == {"ale": True, "avca": False, "cjme": False}
+    assert [c["rules"] for c in cells if c["method"] == "ale"] == [
+        "beta_rule=mean, selection=zero-is-unset, stage2_lr=replay"]
+    same = [dict(r, protocol_options=now) for r in rows]
+    assert not any(c.other_rules for c in lb.compile_boards([dict(r, id=i) for i, r in enumerate(same)])[0].cells.values())

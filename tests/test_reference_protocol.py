@@ -344,7 +344,15 @@ def test_stage2_validation_is_the_stage1_validation(monkeypatch):
     r = run_protocol(b, "ale", protocol="reference", seed=0, overrides={**TINY, "epochs": 3})
     assert len(seen) == 3 + r.stage2_epochs and all(x == seen[0] for x in seen)
     assert all(0.0 <= e["val"]["HM"] <= 1.0 for e in r.stage2)
-    assert r.data_access == {"stage 1": "resident", "stage 2": "resident", "test": "resident"}
+    assert r.data_access == {"stage 1": "resident", "stage 2": "resident", "stage 2 validation": "resident",
+                             "test": "resident"}
+    # a budget that holds stage 2's training set but not its validation videos beside it: only they are streamed
+    b = synthetic_benchmark(TINY_SPEC)
+    train2 = b.nbytes("stage_2_train")
+    small = run_protocol(b, "ale", protocol="reference", seed=0, overrides={**TINY, "epochs": 3},
+                         memory_budget=str(train2 + 1))
+    assert small.data_access["stage 2"] == "resident" and small.data_access["stage 2 validation"] == "streamed"
+    assert [e["val"] for e in small.stage2] == [e["val"] for e in r.stage2] and small.HM == r.HM
 
 
 # ---------------------------------------------------------------- BatchNorm passes

@@ -58,6 +58,21 @@ def test_a_resume_with_other_settings_is_refused(tmp_path):
         with pytest.raises(ConfigError, match=named) as e:
             _check_settings(tmp_path, "s", {**settings, **changed}, restoring=True)
         assert len(str(e.value).splitlines()) == 1
+    # a setting earlier versions did not record: its value then (protocol_options: {}, the platform's) resumes;
+    # another (a reference sweep's rules, e.g. the stage2_lr added since) is refused
+    since = {"protocol_options": {}}
+    _check_settings(tmp_path, "s", {**settings, "protocol_options": {}}, restoring=True, recorded_since=since)
+    with pytest.raises(ConfigError, match=r"^sweep s: was started by an earlier avbench that did not record "
+                                          r"protocol_options \(then always \{\}\); this version has protocol_options="
+                                          r"\{'stage2_lr': 'val-plateau'\}.*another --name$"):
+        _check_settings(tmp_path, "s", {**settings, "protocol_options": {"stage2_lr": "val-plateau"}},
+                        restoring=True, recorded_since=since)
+    _check_settings(tmp_path / "new", "s", {**settings, "protocol_options": {"stage2_lr": "val-plateau"}},
+                    restoring=False)
+    with pytest.raises(ConfigError, match=r"protocol_options.stage2_lr='replay', but the sweep was started with "
+                                          r"protocol_options.stage2_lr='val-plateau'"):
+        _check_settings(tmp_path / "new", "s", {**settings, "protocol_options": {"stage2_lr": "replay"}},
+                        restoring=True, recorded_since=since)
 
 
 def test_a_study_left_by_a_sweep_whose_settings_are_gone_is_refused(tmp_path):

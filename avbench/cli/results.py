@@ -15,7 +15,7 @@ def cmd_leaderboard(args) -> int:
     from avbench.results.store import Store
 
     store = Store(args.db, args.home)
-    rows = store.rows(columns=lb.ROW_COLUMNS + [args.metric], dataset=args.dataset or None)
+    rows = lb.board_rows(store, args.metric, dataset=args.dataset or None)
     reported = load_reported() if args.reported else None
     boards = lb.compile_boards(rows, metric=args.metric, datasets=args.dataset or None, reported=reported,
                                entries=args.entry or None)
@@ -90,13 +90,13 @@ def cmd_plot(args) -> int:
     if args.kind == "metric":
         from avbench.results import leaderboard as lb
 
-        rows = store.rows(columns=lb.ROW_COLUMNS + [args.metric], dataset=args.dataset or None)
+        rows = lb.board_rows(store, args.metric, dataset=args.dataset or None)
         boards = lb.compile_boards(rows, metric=args.metric, datasets=args.dataset or None, entries=args.entry or None)
         paths = plots.metric_bars(boards, args.out)
     elif args.kind == "cd":
         from avbench.results import leaderboard as lb
 
-        rows = store.rows(columns=lb.ROW_COLUMNS + [args.metric], dataset=args.dataset or None)
+        rows = lb.board_rows(store, args.metric, dataset=args.dataset or None)
         boards = lb.compile_boards(rows, metric=args.metric, datasets=args.dataset or None, entries=args.entry or None)
         paths = plots.cd_diagrams(boards, args.out)
     else:

@@ -66,8 +66,9 @@ def cmd_run(args) -> int:
 
     def on_epoch(stage, rec, total):
         info = f"loss {rec.loss:.3f} lr {rec.lr:.0e}"
-        if rec.val:
-            info += f"  val HM {100 * rec.val['HM']:.2f} (β {rec.val['beta']:.2f})"
+        if rec.val:  # in stage 2 (stage2_lr=val-plateau) the validation videos are training data
+            what = "val HM" if stage == "stage 1" else "val HM (trained on; sets the LR)"
+            info += f"  {what} {100 * rec.val['HM']:.2f} (β {rec.val['beta']:.2f})"
         progress.update(tasks[stage], completed=rec.epoch, info=info)
         progress.reset(tasks["batches"])
 

@@ -121,10 +121,10 @@ class Reference:
     preset: str
     beta_rule: str
     selection: str
-    stage2_lr: str = "replay"
     options: dict = field(default_factory=dict)
     sources: dict = field(default_factory=dict)
     whole_sequences: bool = False
+    stage2_lr: str = "replay"  # avbench's reference protocols all declare "val-plateau", as their codes do
 
 
 @dataclass(frozen=True)

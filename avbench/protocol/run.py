@@ -12,7 +12,7 @@ Only then are the test splits read, once, and scored with the stage-1 β.
 
 ``protocol`` is a preset name (the platform mode: one protocol for every method)
 or ``reference`` (the method's own code's protocol: its preset, β rule, selection
-rule and settings; see :func:`avbench.protocol.presets.resolve_protocol`). A result
+rule, stage-2 learning-rate rule and settings; see :func:`avbench.protocol.presets.resolve_protocol`). A result
 records the resolved preset, the mode and the options.
 
 Stage 1 and all selection receive a :class:`SplitAccess` that refuses the test
@@ -465,13 +465,17 @@ def _run(benchmark, method, protocol, seed, overrides, text_order, device, on_ep
     plateau = plan.rules["stage2_lr"] == "val-plateau"
     names = ("stage_2_train", *VAL_SPLITS) if plateau else ("stage_2_train",)
     stage2_data = SplitAccess(benchmark, names, "stage 2 training", **tag)
-    resident = plan.residency(stage2_data, names, "stage 2")
+    resident = plan.residency(stage2_data, ("stage_2_train",), "stage 2")
     train2 = TrainSet.build(stage2_data.split("stage_2_train", not resident), emb, dev, resident)
     plan.announce("stage 2", train2)
-    schedule = (dict(val=_validation(stage2_data, plan, resident), betas=betas,
-                     lr_patience=int(config["lr_patience"]), lr_factor=float(config["lr_factor"]),
-                     beta_rule=plan.rules["beta_rule"])
-                if plateau else dict(lr_schedule=lr_schedule))
+    schedule = dict(lr_schedule=lr_schedule)
+    if plateau:  # the validation videos are resident beside the training set only when both fit the budget
+        need = stage2_data.nbytes(names)
+        val_resident = resident and (need is None or need <= plan.budget)
+        plan.data_access["stage 2 validation"] = "resident" if val_resident else "streamed"
+        schedule = dict(val=_validation(stage2_data, plan, val_resident), betas=betas,
+                        lr_patience=int(config["lr_patience"]), lr_factor=float(config["lr_factor"]),
+                        beta_rule=plan.rules["beta_rule"])
     torch.manual_seed(seed)
     model = cls(dims, config).to(dev)
     if on_stage:

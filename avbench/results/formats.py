@@ -152,7 +152,7 @@ def render_csv(boards: list[Board], with_reported: bool = False) -> str:
 
 
 _TEX_SYMBOLS = (("±", r"$\pm$"), ("≈", r"$\approx$"), ("†", r"$\dagger$"), ("‡", r"$\ddagger$"), ("α", r"$\alpha$"),
-                ("×", r"$\times$"), ("Δ", r"$\Delta$"), ("§", r"\S{}"), ("¶", r"\P{}"), ("—", "---"), ("–", "--"), ("∪", r"$\cup$"))
+                ("×", r"$\times$"), ("Δ", r"$\Delta$"), ("§", r"\S{}"), ("¶", r"\P{}"), ("◊", r"$\diamond$"), ("—", "---"), ("–", "--"), ("∪", r"$\cup$"))
 
 
 def _tex_escape(s: str) -> str:

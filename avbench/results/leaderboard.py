@@ -23,7 +23,10 @@ Marks, explained in every format's footnote:
   build; ``protocol.machine``), or some did not record theirs: its seeds reproduce to
   the bit only each on its own;
 - ``‡``: reduced budget (fewer epochs or batches than the protocol's default);
-- ``§``: the dataset column mixes data versions (fingerprints) across methods.
+- ``§``: the dataset column mixes data versions (fingerprints) across methods;
+- ``◊``: the cell's protocol rules (β rule, epoch selection, stage-2 learning rate)
+  are not those of the rest of its table: a result of an earlier avbench version
+  (the footnote names both).
 
 Methods are ranked per dataset (average rank on ties) and by their mean rank across
 the table's datasets, which only a method with a result on every one of them gets (its
@@ -34,30 +37,48 @@ are the source's.
 
 from __future__ import annotations
 
-import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from avbench.errors import ConfigError
+from avbench.protocol.presets import PLATFORM_OPTIONS, PROTOCOL_OPTIONS
 from avbench.results.stats import CI_NAME, TEST_NAME, mean_ci, ranks, versus_best
 from avbench.results.provenance import code, machine
-from avbench.results.store import config_hash
+from avbench.results.store import config_hash, options_key
 
 METRICS = ("HM", "ZSL", "S", "U")
 DATASET_ORDER = ("vggsound", "ucf", "activitynet")
 DATASET_TITLES = {"vggsound": "VGGSound-GZSL", "ucf": "UCF-GZSL", "activitynet": "ActivityNet-GZSL"}
 ROW_COLUMNS = ["id", "entry", "entry_kind", "method", "dataset", "features", "protocol", "protocol_mode",
                "text_order", "config_hash", "data_fingerprint", "git_revision", "avbench_version", "reduced_budget",
-               "seed", "search_seeds", "hardware", "torch_version", "created_at", "protocol_options", "config"]
+               "seed", "search_seeds", "hardware", "torch_version", "created_at", "protocol_options"]
+
+
+def board_rows(store, metric: str = "HM", **filters) -> list[dict]:
+    """The store's rows as the leaderboard reads them (:data:`ROW_COLUMNS` and ``metric``), each with
+    the :func:`choice_hash` of its configuration (computed once per distinct configuration)."""
+    rows = store.rows(columns=ROW_COLUMNS + [metric], **filters)
+    chosen = {h: choice_hash(c) for h, c in store.configs().items() if isinstance(c, dict)}
+    for r in rows:
+        r["choice_hash"] = chosen.get(r["config_hash"])
+    return rows
 MARKS = {
     "tied": ("≈", f"not significantly different from the best of the dataset ({TEST_NAME})"),
     "revisions": ("†", "results of several code revisions, or of uncommitted code (-dirty), in one cell"),
     "machines": ("¶", "results of several machines (CPU or GPU model, torch build) in one cell"),
     "reduced": ("‡", "reduced budget: fewer epochs or batches than the protocol's default"),
     "data": ("§", "the dataset's cells come from different data versions (fingerprints)"),
+    "rules": ("◊", "protocol rules other than the rest of the table's (a result of an earlier avbench version)"),
 }
+
+
+def rules_of(options: dict | None) -> str:
+    """A result's protocol-level rules in words; a rule it does not record is the platform's (a version
+    before the rule existed followed it, e.g. stage2_lr=replay)."""
+    options = options or {}
+    return ", ".join(f"{k}={options.get(k, PLATFORM_OPTIONS[k])}" for k in PROTOCOL_OPTIONS)
 
 
 @dataclass
@@ -78,6 +99,8 @@ class Cell:
     significance: str = "untested"  # best | tied | worse | untested
     p_value: float | None = None
     values: list = field(default_factory=list)
+    rules: str = ""  # rules_of(its protocol options)
+    other_rules: bool = False  # not the rules of the rest of its table
 
     @property
     def code_unpinned(self) -> bool:
@@ -95,6 +118,8 @@ class Cell:
             m += MARKS["machines"][0]
         if self.reduced:
             m += MARKS["reduced"][0]
+        if self.other_rules:
+            m += MARKS["rules"][0]
         return m
 
 
@@ -135,6 +160,8 @@ class Board:
             used.append("reduced")
         if self.mixed_data:
             used.append("data")
+        if any(c.other_rules for c in cells):
+            used.append("rules")
         return used
 
     @property
@@ -151,6 +178,10 @@ class Board:
                 s += f"; {MARKS[key][0]} {MARKS[key][1]}"
         if self.mixed_data:
             s += f" ({', '.join(self.mixed_data)})"
+        if "rules" in self.used_marks():
+            usual = next(c.rules for c in self.cells.values() if not c.other_rules)
+            others = sorted({c.rules for c in self.cells.values() if c.other_rules})
+            s += f" (the table's: {usual}; ◊: {' | '.join(others)})"
         revs = sorted({r for c in self.cells.values() if c.code_unpinned for r in c.revisions})
         if revs:
             s += f" (revisions {', '.join(revs)})"
@@ -187,24 +218,27 @@ def identity(r: dict) -> tuple:
                  else r.get(k) or ("platform" if k == "protocol_mode" else None) for k in IDENTITY)
 
 
-def options_key(options: dict | None) -> str:
-    """Protocol options as one comparable, hashable value (canonical JSON; none: ``{}``)."""
-    return json.dumps(options or {}, sort_keys=True, separators=(",", ":"), default=str)
-
-
 # settings that say how a run executes, not which configuration it runs: a seed that chose a configuration
 # in a sweep chose it whatever thread count (or evaluation chunk) a later run of it uses
 EXECUTION_SETTINGS = ("threads", "eval_batch_size")
+# protocol options that act after stage 1, where a sweep's search seeds choose the configuration
+STAGE2_OPTIONS = ("stage2_lr",)
+
+
+def choice_hash(config: dict) -> str:
+    """The configuration's hash without :data:`EXECUTION_SETTINGS`."""
+    return config_hash({k: v for k, v in config.items() if k not in EXECUTION_SETTINGS})
 
 
 def choice(r: dict) -> tuple:
-    """:func:`identity` with the configuration hashed without :data:`EXECUTION_SETTINGS` (rows without
-    their ``config``: the configuration hash as stored)."""
+    """What a sweep's search seed chose: :func:`identity` with the configuration hashed without
+    :data:`EXECUTION_SETTINGS` (``choice_hash``, or from the row's ``config``; rows with neither: the
+    hash as stored) and the protocol options without :data:`STAGE2_OPTIONS`."""
     key = identity(r)
     config = r.get("config")
-    if isinstance(config, dict):
-        key = (config_hash({k: v for k, v in config.items() if k not in EXECUTION_SETTINGS}), *key[1:])
-    return key
+    chash = r.get("choice_hash") or (choice_hash(config) if isinstance(config, dict) else key[0])
+    options = {k: v for k, v in (r.get("protocol_options") or {}).items() if k not in STAGE2_OPTIONS}
+    return (chash, *key[1:-1], options_key(options))
 
 
 def searched_by(rows: list[dict]) -> dict[tuple, dict[int, set[str]]]:
@@ -220,8 +254,8 @@ def searched_by(rows: list[dict]) -> dict[tuple, dict[int, set[str]]]:
 def choose_groups(rows: list[dict], entries: list[str] | None = None) -> dict[tuple, list[dict]]:
     """The rows each leaderboard cell shows, keyed (protocol, mode, features, text order, method, dataset).
 
-    Rows are grouped by entry, configuration and data version (a group never mixes
-    them). A result on a seed that chose its configuration is left out: in a sweep's
+    Rows are grouped by entry, configuration, data version and protocol options (a group
+    never mixes them). A result on a seed that chose its configuration is left out: in a sweep's
     entry, the search seeds of the sweeps that wrote it (its own; another sweep's that
     wrote the same entry and chose the same configuration); in an ``avbench run``
     entry, the search seeds of every sweep in the store whose finals ran that
@@ -288,6 +322,7 @@ def compile_boards(
             revisions=sorted({code(r) for r in members}),
             machines=sorted({machine(r) for r in members}),
             reduced=any(bool(r.get("reduced_budget")) for r in members), values=[float(x) for x in v],
+            rules=rules_of(first.get("protocol_options")),
         )
 
     boards = []
@@ -302,6 +337,11 @@ def compile_boards(
                 here[m].significance, here[m].p_value = mark, pval
             if len({c.data_fingerprint for c in here.values()}) > 1:
                 mixed.append(d)
+        rules = Counter(c.rules for c in cells.values())
+        if len(rules) > 1:  # the most common rules are the table's (a tie: the first in sorted order)
+            usual = max(sorted(rules), key=lambda k: rules[k])
+            for c in cells.values():
+                c.other_rules = c.rules != usual
         methods = sorted({m for m, _ in cells})
         # mean rank: methods with a result on every dataset, ranked among themselves (a method
         # missing a hard dataset would otherwise rank on its easy ones only)

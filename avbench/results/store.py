@@ -5,9 +5,9 @@ PostgreSQL (``postgresql://user@host/db``) is the multi-machine backend.
 
 Every result belongs to an *entry*: the finals of one sweep (``entry_kind="sweep"``,
 named after the sweep) or a group of ``avbench run`` results (``entry_kind="run"``;
-``--entry NAME``, by default one entry per configuration, budget and data, see
-:func:`default_entry`). A leaderboard cell shows one entry's results of one
-configuration and data version, never a mixture.
+``--entry NAME``, by default one entry per configuration, budget, protocol options and
+data, see :func:`default_entry`). A leaderboard cell shows one entry's results of one
+configuration and data version under one set of protocol options, never a mixture.
 
 Writes are idempotent on (entry, method, dataset, features, protocol, protocol mode,
 text order, config hash, seed, data fingerprint): the first result for a key is
@@ -40,6 +40,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    func,
     inspect,
     select,
 )
@@ -116,7 +117,18 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-options_hash = config_hash  # of a result's protocol options (the same canonical JSON)
+def options_key(options: dict | None) -> str:
+    """Protocol options as one comparable, hashable value (canonical JSON; none: ``{}``)."""
+    return json.dumps(options or {}, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def options_hash(options: dict | None) -> str:
+    """A short hash of a result's protocol options (in non-platform default entry names)."""
+    return hashlib.sha256(options_key(options).encode()).hexdigest()[:16]
+
+
+def _same(key: str, a, b) -> bool:
+    return options_key(a) == options_key(b) if key == "protocol_options" else a == b
 
 
 def default_url(home: str | os.PathLike | None = None) -> str:
@@ -145,7 +157,8 @@ def is_reduced_budget(config: dict, default_budget: dict | None) -> bool:
 
 def default_entry(row: dict) -> str:
     """The entry of an ``avbench run`` result given no ``--entry``: one per configuration
-    (budget included), protocol, text order and data version."""
+    (budget included), protocol (with its options: a reference mode's rules), text order and
+    data version."""
     mode = "" if row.get("protocol_mode", "platform") == "platform" else f"/{row['protocol_mode']}"
     if row.get("protocol_options"):  # rules of a code version (e.g. stage2_lr): another version, another entry
         mode += "-" + options_hash(row["protocol_options"])[:8]
@@ -325,7 +338,7 @@ class Store:
         if first["entry_kind"] != "run":
             raise StoreError(f"entry {entry!r} holds the finals of a sweep; `avbench run` results need another --entry")
         for k, v in identity.items():
-            if first[k] != v:
+            if not _same(k, first[k], v):
                 raise StoreError(
                     f"entry {entry!r} holds {k}={first[k]!r}; this run has {k}={v!r}: one entry is one configuration "
                     f"on one data version (choose another --entry)"
@@ -346,7 +359,7 @@ class Store:
         if row["entry_kind"] == "sweep":
             return  # a resumed sweep may move its entry to a new best configuration (a new cell)
         for k in ENTRY_IDENTITY:
-            if first[k] != row[k]:
+            if not _same(k, first[k], row[k]):
                 raise StoreError(
                     f"entry {row['entry']!r} holds {k}={first[k]!r}; this result has {k}={row[k]!r}: one entry is "
                     f"one configuration on one data version (choose another --entry)"
@@ -364,6 +377,13 @@ class Store:
             stmt = stmt.where(col.in_(value) if isinstance(value, (list, tuple, set)) else col == value)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(stmt.order_by(Result.id))]
+
+    def configs(self) -> dict[str, dict]:
+        """Each distinct configuration in the store, by its hash (one row read per hash)."""
+        first = select(func.min(Result.id)).group_by(Result.config_hash)
+        with self.engine.connect() as conn:
+            query = select(Result.config_hash, Result.config).where(Result.id.in_(first))
+            return {h: c for h, c in conn.execute(query)}
 
     def get(self, result_id: int) -> dict:
         rows = self.rows(id=int(result_id))

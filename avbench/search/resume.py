@@ -46,19 +46,28 @@ def _normalised(settings: dict) -> dict:
 
 
 def check_settings(exp_path: Path, name: str, settings: dict, restoring: bool, storage_url: str | None = None,
-                   journal: Path | None = None) -> None:
+                   journal: Path | None = None, recorded_since: dict | None = None) -> None:
     """Record what a new experiment starts with; on resume, refuse other settings (Ray Tune would ignore them).
 
     With ``journal`` (the default study file; ``storage_url`` where the study is in a
-    database), a new experiment first checks its Optuna study (:func:`check_study`)."""
+    database), a new experiment first checks its Optuna study (:func:`check_study`).
+    ``recorded_since`` maps settings that experiments started by earlier versions did not
+    record to the value they had then (e.g. ``protocol_options``: ``{}``, which was right
+    for the platform mode); any other unrecorded setting is taken as unchanged."""
     path = exp_path / SETTINGS_FILE
     settings = _normalised(settings)
     if restoring and path.is_file():
         started = json.loads(path.read_text())
         for key, value in settings.items():
-            was = started.get(key, value)
+            was = started.get(key, (recorded_since or {}).get(key, value))
             if was == value:
                 continue
+            if key not in started:
+                raise ConfigError(
+                    f"sweep {name}: was started by an earlier avbench that did not record {key} (then always "
+                    f"{was!r}); this version has {key}={value!r}, and Ray Tune resumes an experiment as it was "
+                    "started; use another --name"
+                )
             if isinstance(value, dict) and isinstance(was, dict):  # name the setting that differs
                 sub = next(k for k in sorted({*value, *was}) if value.get(k) != was.get(k))
                 key, value, was = f"{key}.{sub}", value.get(sub), was.get(sub)

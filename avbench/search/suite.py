@@ -92,6 +92,7 @@ class Planned:
     skip: str | None = None
     settings: dict | None = None  # the settings every trial gets, as the sweep records them
     fingerprint: str | None = None  # the dataset's
+    options: dict | None = None  # the protocol options, as the sweep records them
 
 
 def suites_dir() -> Path:
@@ -267,6 +268,7 @@ def plan(suite: Suite, home=None, db=None, storage=None, tracking_uri=None, addr
                 item.settings = resolve_config(m, bench.settings_dataset, bench.features,
                                                {**bench.budget, **threads, **overrides}, protocol_options=options)
                 item.fingerprint = bench.fingerprint
+                item.options = dict(options)
             except AvbenchError as e:
                 item.skip = str(e)
                 continue
@@ -296,9 +298,10 @@ def _finished(item: Planned, home: Path, store) -> bool:
         return False
     spec = item.spec
     settings = json.loads(json.dumps(item.settings, sort_keys=True, default=str))
-    if (started.get("trials"), started.get("search_seeds"), started.get("settings"), started.get("data_fingerprint")) \
-            != (spec.trials, spec.search_seeds, settings, item.fingerprint):
-        return False  # changed settings, budget or data: let sweep() say so, never keep it as done
+    options = json.loads(json.dumps(item.options or {}, sort_keys=True, default=str))
+    if (started.get("trials"), started.get("search_seeds"), started.get("settings"), started.get("data_fingerprint"),
+            started.get("protocol_options", {})) != (spec.trials, spec.search_seeds, settings, item.fingerprint, options):
+        return False  # changed settings, budget, data or protocol rules: let sweep() say so, never keep it as done
     _, finals = seed_plan(spec.search_seeds, spec.seeds)
     stored = {r["seed"] for r in store.rows(columns=["seed", "config_hash"], entry=item.name)
               if r["config_hash"] == done.get("best_config_hash")}

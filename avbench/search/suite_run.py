@@ -204,7 +204,7 @@ def suite_leaderboard(suite: Suite, states: list[SweepState], store, home: Path,
     out_dir = Path(out) if out else home / "suites" / suite.name
     if not entries:
         return {"entries": [], "boards": [], "written": [], "cd": None, "out": str(out_dir)}
-    rows = store.rows(columns=lb.ROW_COLUMNS + ["HM"], entry=entries)
+    rows = lb.board_rows(store, "HM", entry=entries)
     entries = [e for e in entries if any(r["entry"] == e for r in rows)]
     boards = lb.compile_boards(rows, metric="HM", entries=entries) if entries else []
     written = [str(p) for p in write(boards, out_dir, FORMATS[1:])] if boards else []

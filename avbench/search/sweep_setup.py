@@ -167,8 +167,9 @@ class PreparedSweep:
             "method": self.method, "dataset": self.bench_dataset, "features": self.features,
             "protocol": spec.protocol, "text_order": spec.text_order, "settings": self.fixed,
             "searched": sorted(self.space), "trials": spec.trials, "search_seeds": spec.search_seeds,
-            "data_fingerprint": self.fingerprint,
-        }, restoring, spec.storage, self.sweeps_dir / f"{self.name}.optuna.journal")
+            "data_fingerprint": self.fingerprint, "protocol_options": self.options,
+        }, restoring, spec.storage, self.sweeps_dir / f"{self.name}.optuna.journal",
+            recorded_since={"protocol_options": {}})
         # fail early if the store is unreachable, or its entry of this name is not ours
         self.store = store if store is not None else Store(spec.db, self.home)
         for row in self.store.rows(columns=["entry_kind", "method", "dataset"], entry=self.name)[:1]:
