@@ -13,5 +13,9 @@ class ConfigError(AvbenchError):
     """A bad setting: an unknown key, a value of the wrong type, an unknown name."""
 
 
+class StoreError(AvbenchError):
+    """The results store cannot be reached or used."""
+
+
 class LeakError(AvbenchError):
     """Something asked for a split it must not see at that point of the protocol."""

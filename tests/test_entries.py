@@ -11,10 +11,13 @@ from sqlalchemy import MetaData, Table, UniqueConstraint, create_engine, insert
 from test_results import make_row
 
 from avbench.cli import main
+from avbench.errors import StoreError
 from avbench.protocol.machine import hardware
 from avbench.results import leaderboard as lb
 from avbench.results.formats import render, to_json
-from avbench.results.store import KEY_FIELDS, LEGACY_KEY_FIELDS, Result, Store, StoreError
+from avbench.results.migrate import LEGACY_KEY_FIELDS
+from avbench.results.rows import KEY_FIELDS
+from avbench.results.store import Result, Store
 
 
 def _sweep(seeds, HM, created=0, entry="avca-ucf-sweep", **kw):
@@ -344,7 +347,7 @@ def test_a_result_is_stored_with_the_torch_of_the_process_that_ran_it(tmp_path):
     """A sweep's final runs in a trial process, maybe on another node than the one storing it."""
     from avbench.protocol.run import RunResult
     from avbench.results.provenance import git_revision
-    from avbench.results.store import row_from_result
+    from avbench.results.rows import row_from_result
 
     res = RunResult(method="avca", dataset="ucf", features="main", protocol="avca2022", seed=1, S=0.5, U=0.4,
                     HM=0.44, ZSL=0.3, beta=1.0, best_epoch=2, stage2_epochs=2, text_order="by-name",

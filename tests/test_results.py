@@ -9,11 +9,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from avbench.cli import main
-from avbench.errors import DataError
+from avbench.errors import DataError, StoreError
 from avbench.results import leaderboard as lb
 from avbench.results.formats import render, render_table, to_json
 from avbench.results.reported import load_reported
-from avbench.results.store import KEY_FIELDS, Store, StoreError, default_entry
+from avbench.results.rows import KEY_FIELDS, default_entry
+from avbench.results.store import Store
 
 
 

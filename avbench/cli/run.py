@@ -27,7 +27,8 @@ def cmd_run(args) -> int:
         from avbench.methods import get_method
         from avbench.protocol.presets import resolve_protocol
         from avbench.protocol.run import resolve_config
-        from avbench.results.store import Store, config_hash
+        from avbench.results.rows import config_hash
+        from avbench.results.store import Store
 
         store = Store(args.db, args.home)
         preset, protocol_options, mode = resolve_protocol(args.method, args.protocol, bench.settings_dataset,

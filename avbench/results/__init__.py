@@ -1,5 +1,6 @@
 """Results layer: the SQLAlchemy results store and the leaderboard built from it."""
 
-from avbench.results.store import Store, StoreError, default_url
+from avbench.errors import StoreError
+from avbench.results.store import Store, default_url
 
 __all__ = ["Store", "StoreError", "default_url"]

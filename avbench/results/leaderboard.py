@@ -46,7 +46,7 @@ from avbench.errors import ConfigError
 from avbench.protocol.presets import PLATFORM_OPTIONS, PROTOCOL_OPTIONS
 from avbench.results.stats import CI_NAME, TEST_NAME, mean_ci, ranks, versus_best
 from avbench.results.provenance import code, machine
-from avbench.results.store import config_hash, options_key
+from avbench.results.rows import config_hash, options_key
 
 METRICS = ("HM", "ZSL", "S", "U")
 DATASET_ORDER = ("vggsound", "ucf", "activitynet")

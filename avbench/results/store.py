@@ -6,32 +6,27 @@ PostgreSQL (``postgresql://user@host/db``) is the multi-machine backend.
 Every result belongs to an *entry*: the finals of one sweep (``entry_kind="sweep"``,
 named after the sweep) or a group of ``avbench run`` results (``entry_kind="run"``;
 ``--entry NAME``, by default one entry per configuration, budget, protocol options and
-data, see :func:`default_entry`). A leaderboard cell shows one entry's results of one
-configuration and data version under one set of protocol options, never a mixture.
+data, see ``results.rows.default_entry``). A leaderboard cell shows one entry's results
+of one configuration and data version under one set of protocol options, never a mixture.
 
 Writes are idempotent on (entry, method, dataset, features, protocol, protocol mode,
 text order, config hash, seed, data fingerprint): the first result for a key is
 kept, rerunning never adds a row (an INSERT ... ON CONFLICT DO NOTHING, so
-concurrent writers cannot race). Schema creation and the migration of stores
-written by earlier versions (before entries existed; without the columns added
-since, such as the machine) with Alembic operations (batch mode on SQLite) are
-serialised (a PostgreSQL advisory lock; SQLite's write lock), so several processes
-may start at once.
+concurrent writers cannot race). Schema creation is serialised (a PostgreSQL advisory
+lock; SQLite's write lock), so several processes may start at once.
+Stores written by earlier versions are migrated under the same lock: see ``results.migrate``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable
 
 from sqlalchemy import (
     JSON,
     Boolean,
-    Column,
     DateTime,
     Float,
     Integer,
@@ -41,29 +36,18 @@ from sqlalchemy import (
     delete,
     event,
     func,
-    inspect,
     select,
 )
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from avbench.errors import AvbenchError, ConfigError
+from avbench.errors import ConfigError, StoreError
 from avbench.results.locks import schema_lock
-from avbench.results.provenance import environment
+from avbench.results.migrate import migrate
+from avbench.results.rows import ENTRY_IDENTITY, KEY_FIELDS, _same, default_entry, row_from_result
 
-KEY_FIELDS = (
-    "entry", "method", "dataset", "features", "protocol", "protocol_mode", "text_order", "config_hash", "seed",
-    "data_fingerprint",
-)
-LEGACY_KEY_FIELDS = ("method", "dataset", "features", "protocol", "text_order", "config_hash", "seed", "data_fingerprint")
-ENTRY_KINDS = ("sweep", "run")
-METRICS = ("S", "U", "HM", "ZSL")
 SCHEMA_LOCK_KEY = 0x61766265  # PostgreSQL advisory lock serialising schema creation
-
-
-class StoreError(AvbenchError):
-    """The results store cannot be reached or used."""
 
 
 class Base(DeclarativeBase):
@@ -112,25 +96,6 @@ class Result(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-def config_hash(config: dict) -> str:
-    blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def options_key(options: dict | None) -> str:
-    """Protocol options as one comparable, hashable value (canonical JSON; none: ``{}``)."""
-    return json.dumps(options or {}, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def options_hash(options: dict | None) -> str:
-    """A short hash of a result's protocol options (in non-platform default entry names)."""
-    return hashlib.sha256(options_key(options).encode()).hexdigest()[:16]
-
-
-def _same(key: str, a, b) -> bool:
-    return options_key(a) == options_key(b) if key == "protocol_options" else a == b
-
-
 def default_url(home: str | os.PathLike | None = None) -> str:
     from avbench.data.registry import avbench_home
 
@@ -146,85 +111,6 @@ def _normalise_url(url: str) -> str:
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
-
-
-def is_reduced_budget(config: dict, default_budget: dict | None) -> bool:
-    """Fewer epochs or batches per epoch (or smaller batches) than the protocol's default for the method."""
-    if not default_budget:
-        return False
-    return any(int(config.get(k, v)) < int(v) for k, v in default_budget.items())
-
-
-def default_entry(row: dict) -> str:
-    """The entry of an ``avbench run`` result given no ``--entry``: one per configuration
-    (budget included), protocol (with its options: a reference mode's rules), text order and
-    data version."""
-    mode = "" if row.get("protocol_mode", "platform") == "platform" else f"/{row['protocol_mode']}"
-    if row.get("protocol_options"):  # rules of a code version (e.g. stage2_lr): another version, another entry
-        mode += "-" + options_hash(row["protocol_options"])[:8]
-    return (
-        f"run/{row['method']}/{row['dataset']}-{row['features']}/{row['protocol']}{mode}/{row['text_order']}/"
-        f"{row['config_hash'][:8]}/{row['data_fingerprint'][:8]}"
-    )
-
-
-def row_from_result(
-    result,
-    mlflow_run_id: str | None = None,
-    env: dict | None = None,
-    *,
-    entry: str | None = None,
-    entry_kind: str = "run",
-    search_seeds: list[int] | None = None,
-) -> dict:
-    """The store row of a protocol RunResult, in ``entry`` (default: :func:`default_entry`)."""
-    if entry_kind not in ENTRY_KINDS:
-        raise StoreError(f"entry kind {entry_kind!r}: expected one of {', '.join(ENTRY_KINDS)}")
-    env = env or environment()
-    row = {
-        "entry_kind": entry_kind,
-        "method": result.method,
-        "dataset": result.dataset,
-        "features": result.features,
-        "protocol": result.protocol,
-        "protocol_mode": getattr(result, "protocol_mode", "platform"),
-        "protocol_options": dict(getattr(result, "protocol_options", {}) or {}),
-        "text_order": result.text_order,
-        "seed": int(result.seed),
-        "search_seeds": [int(x) for x in search_seeds] if search_seeds is not None else None,
-        "reduced_budget": is_reduced_budget(result.config, getattr(result, "default_budget", None)),
-        "threads": int(result.threads) if getattr(result, "threads", 0) else None,
-        **{m: 100.0 * float(getattr(result, m)) for m in METRICS},
-        "beta": float(result.beta),
-        "best_epoch": int(result.best_epoch),
-        "config": dict(result.config),
-        "config_hash": config_hash(result.config),
-        "data_fingerprint": result.data_fingerprint,
-        **env,
-        # the run's own code and torch (a sweep's final may run on another node than the process storing it)
-        **({"git_revision": result.git_revision, "avbench_version": result.avbench_version}
-           if getattr(result, "avbench_version", None) else {}),
-        "torch_version": getattr(result, "torch_version", "") or env.get("torch_version"),
-        "device": result.device,
-        "hardware": getattr(result, "hardware", "") or None,
-        "seconds": float(result.seconds),
-        "mlflow_run_id": mlflow_run_id,
-        "details": {
-            "stage1": result.stage1,
-            "val": result.val,
-            "beta_curve": result.beta_curve,
-            "stage2_epochs": result.stage2_epochs,
-            "default_budget": getattr(result, "default_budget", {}),
-        },
-        "created_at": datetime.now(timezone.utc),
-    }
-    row["entry"] = entry or default_entry(row)
-    return row
-
-
-# what every result of one `run` entry shares (a sweep's entry may move to a new best configuration)
-ENTRY_IDENTITY = ("entry_kind", "method", "dataset", "features", "protocol", "protocol_mode", "text_order",
-                  "config_hash", "data_fingerprint", "protocol_options")
 
 
 class Store:
@@ -255,7 +141,7 @@ class Store:
             try:
                 with schema_lock(self.url, SCHEMA_LOCK_KEY), self.engine.begin() as conn:  # one creator at a time
                     Base.metadata.create_all(conn, checkfirst=True)
-                    _migrate(conn)
+                    migrate(conn, Result.__table__)
                 return
             except DBAPIError as e:
                 # another process created the table (or migrated it) between our check and ours: check again
@@ -406,79 +292,6 @@ class Store:
 
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(Result)).scalar_one())
-
-
-def _migrate(conn) -> None:
-    """Bring a store written by an earlier avbench to the current schema (idempotent):
-    :func:`_migrate_entries`, then every nullable column added since, left empty
-    (unknown) on the old rows."""
-    _migrate_entries(conn)
-    have = {c["name"] for c in inspect(conn).get_columns(Result.__tablename__)}
-    missing = [c for c in Result.__table__.columns if c.name not in have]
-    if not missing:
-        return
-    from alembic.migration import MigrationContext
-    from alembic.operations import Operations
-
-    op = Operations(MigrationContext.configure(conn))
-    for c in missing:
-        if not c.nullable:
-            raise StoreError(f"results store: column {c.name} has no migration for the rows already stored")
-        op.add_column(Result.__tablename__, Column(c.name, c.type, nullable=True))
-
-
-def _migrate_entries(conn) -> None:
-    """Bring a store written before entries existed to the schema of entries (idempotent).
-
-    Old rows become entries: sweep finals (they carry an MLflow run id) of kind ``sweep``
-    named ``migrated-sweep/<method>/<dataset>-<features>/<protocol>/<config>``, others the
-    default run entry; their budget is unknown, so they count as full-budget. Old sweeps
-    chose their configuration on seed 0 and reran it as a final: their search seeds are
-    recorded as ``[0]``, so the leaderboard leaves that final out.
-    """
-    cols = {c["name"] for c in inspect(conn).get_columns(Result.__tablename__)}
-    if "entry" in cols:
-        return
-    from alembic.migration import MigrationContext
-    from alembic.operations import Operations
-
-    op = Operations(MigrationContext.configure(conn))
-    new_cols = [
-        Column("entry", String(200), nullable=True),
-        Column("entry_kind", String(16), nullable=True),
-        Column("protocol_mode", String(16), nullable=True),
-        Column("protocol_options", JSON, nullable=True),
-        Column("search_seeds", JSON, nullable=True),
-        Column("reduced_budget", Boolean, nullable=True),
-        Column("threads", Integer, nullable=True),
-    ]
-    with op.batch_alter_table(Result.__tablename__) as batch:
-        for c in new_cols:
-            batch.add_column(c)
-    table = Result.__table__
-    rows = conn.execute(select(table.c.id, *[table.c[k] for k in LEGACY_KEY_FIELDS], table.c.mlflow_run_id)).all()
-    for r in rows:
-        m = dict(r._mapping)
-        m["protocol_mode"] = "platform"
-        if m["mlflow_run_id"]:
-            kind = "sweep"
-            entry = (f"migrated-sweep/{m['method']}/{m['dataset']}-{m['features']}/{m['protocol']}/"
-                     f"{m['config_hash'][:8]}")
-        else:
-            kind, entry = "run", default_entry(m)
-        conn.execute(
-            table.update().where(table.c.id == m["id"]).values(
-                entry=entry, entry_kind=kind, protocol_mode="platform", protocol_options={}, reduced_budget=False,
-                # sweeps before entries trained every trial on seed 0 and ran finals from seed 0
-                search_seeds=[0] if kind == "sweep" else None,
-            )
-        )
-    with op.batch_alter_table(Result.__tablename__) as batch:
-        batch.drop_constraint("uq_avbench_result_key", type_="unique")
-        for name in ("entry", "entry_kind", "protocol_mode", "protocol_options", "reduced_budget"):
-            batch.alter_column(name, nullable=False)
-        batch.create_unique_constraint("uq_avbench_result_entry_key", list(KEY_FIELDS))
-        batch.create_index("ix_avbench_results_entry", ["entry"])
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

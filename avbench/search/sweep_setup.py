@@ -246,7 +246,7 @@ class PreparedSweep:
         """The final seeds still to run for the best configuration (``params``, validation HM ``value``);
         creates their MLflow child runs (RUNNING, found again if a final is rerun)."""
         from avbench.protocol.run import resolve_config
-        from avbench.results.store import config_hash
+        from avbench.results.rows import config_hash
 
         self.best = {"params": params, "value": float(value), "trial": trial}
         config = resolve_config(self.method, self.settings_dataset, self.features, {**self.base, **params},
