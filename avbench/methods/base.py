@@ -108,7 +108,8 @@ class Reference:
     how the test β is formed from the per-output validation β's; ``selection`` the
     stage-1 epoch rule ("first-best" or "zero-is-unset", see protocol.run.select);
     ``stage2_lr`` the stage-2 learning-rate rule ("replay" the stage-1 schedule, or
-    "val-plateau": ReduceLROnPlateau on validation HM, see protocol.presets); ``options`` are method or protocol settings (keys of the resolved config) with
+    "val-plateau": ReduceLROnPlateau on validation HM, see protocol.presets);
+    ``options`` are method or protocol settings (keys of the resolved config) with
     the values that restore the code's behaviour. ``whole_sequences``: the code reads
     per-second sequences whole, so a benchmark whose sequences were cropped when it was
     written (``--max-len``) cannot reproduce it and is refused. ``sources`` names, for

@@ -5,9 +5,9 @@ Rows are methods, column groups are datasets. A table holds results of one proto
 (preset and mode: platform or reference), one feature set and one text order.
 
 A cell shows one *entry* (see ``results.store``) of one configuration on one data
-version under one set of protocol options: the mean ± std over its seeds with n, and the 95 % confidence interval of
-that mean (Student's t, ``results.stats.mean_ci``; a single seed has neither std nor
-CI). Per (method, dataset) the cell shown is, by default, the latest full-budget
+version under one set of protocol options: the mean ± std over its seeds with n, and
+the 95 % confidence interval of that mean (Student's t, ``results.stats.mean_ci``; a
+single seed has neither std nor CI). Per (method, dataset) the cell shown is, by default, the latest full-budget
 sweep entry, else the latest full-budget entry, else the latest reduced-budget entry
 (marked; a reduced-budget entry never displaces a full-budget one); ``entries``
 selects explicitly. The best configuration is never chosen by its test numbers.
@@ -54,16 +54,6 @@ DATASET_TITLES = {"vggsound": "VGGSound-GZSL", "ucf": "UCF-GZSL", "activitynet":
 ROW_COLUMNS = ["id", "entry", "entry_kind", "method", "dataset", "features", "protocol", "protocol_mode",
                "text_order", "config_hash", "data_fingerprint", "git_revision", "avbench_version", "reduced_budget",
                "seed", "search_seeds", "hardware", "torch_version", "created_at", "protocol_options"]
-
-
-def board_rows(store, metric: str = "HM", **filters) -> list[dict]:
-    """The store's rows as the leaderboard reads them (:data:`ROW_COLUMNS` and ``metric``), each with
-    the :func:`choice_hash` of its configuration (computed once per distinct configuration)."""
-    rows = store.rows(columns=ROW_COLUMNS + [metric], **filters)
-    chosen = {h: choice_hash(c) for h, c in store.configs().items() if isinstance(c, dict)}
-    for r in rows:
-        r["choice_hash"] = chosen.get(r["config_hash"])
-    return rows
 MARKS = {
     "tied": ("≈", f"not significantly different from the best of the dataset ({TEST_NAME})"),
     "revisions": ("†", "results of several code revisions, or of uncommitted code (-dirty), in one cell"),
@@ -239,6 +229,16 @@ def choice(r: dict) -> tuple:
     chash = r.get("choice_hash") or (choice_hash(config) if isinstance(config, dict) else key[0])
     options = {k: v for k, v in (r.get("protocol_options") or {}).items() if k not in STAGE2_OPTIONS}
     return (chash, *key[1:-1], options_key(options))
+
+
+def board_rows(store, metric: str = "HM", **filters) -> list[dict]:
+    """The store's rows as the leaderboard reads them (:data:`ROW_COLUMNS` and ``metric``), each with
+    the :func:`choice_hash` of its configuration (computed once per distinct configuration)."""
+    rows = store.rows(columns=ROW_COLUMNS + [metric], **filters)
+    chosen = {h: choice_hash(c) for h, c in store.configs().items() if isinstance(c, dict)}
+    for r in rows:
+        r["choice_hash"] = chosen.get(r["config_hash"])
+    return rows
 
 
 def searched_by(rows: list[dict]) -> dict[tuple, dict[int, set[str]]]:

@@ -284,7 +284,7 @@ def plan(suite: Suite, home=None, db=None, storage=None, tracking_uri=None, addr
 
 def _finished(item: Planned, home: Path, store) -> bool:
     """A sweep whose search ended and whose final seeds are all in the store (nothing left to run)."""
-    from avbench.search.resume import SETTINGS_FILE
+    from avbench.search.resume import SETTINGS_FILE, _normalised
     from avbench.search.sweep_setup import seed_plan
 
     exp = home / "sweeps" / item.name
@@ -297,8 +297,7 @@ def _finished(item: Planned, home: Path, store) -> bool:
     except ValueError:
         return False
     spec = item.spec
-    settings = json.loads(json.dumps(item.settings, sort_keys=True, default=str))
-    options = json.loads(json.dumps(item.options or {}, sort_keys=True, default=str))
+    settings, options = _normalised(item.settings), _normalised(item.options or {})  # as the sweep records them
     if (started.get("trials"), started.get("search_seeds"), started.get("settings"), started.get("data_fingerprint"),
             started.get("protocol_options", {})) != (spec.trials, spec.search_seeds, settings, item.fingerprint, options):
         return False  # changed settings, budget, data or protocol rules: let sweep() say so, never keep it as done
