@@ -22,7 +22,7 @@ from avbench.errors import ConfigError
 from avbench.methods.base import Batch, Method
 
 _REGISTRY: dict[str, type[Method]] = {}
-_NOT_METHODS = {"base", "layers"}  # helper modules of this package
+_NOT_METHODS = {"base", "layers", "onednn"}  # helper modules of this package
 _loaded = False
 
 __all__ = ["Batch", "Method", "register", "get_method", "available_methods"]

@@ -52,11 +52,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from avbench.errors import ConfigError
 from avbench.methods.base import Batch, Dims, Method, Reference, adam, feature_family
 from avbench.methods.layers import Dropout
+from avbench.methods.onednn import Linear
 
 PREDICTIONS = ("euclidean", "compatibility")
 
@@ -117,7 +117,7 @@ class LinearCompatibility(Method):
         c = self.config
         if c["prediction"] not in PREDICTIONS:
             raise ConfigError(f"setting prediction={c['prediction']!r}: expected one of {', '.join(PREDICTIONS)}")
-        self.W = nn.Linear(dims.video + dims.audio, dims.text, bias=False)
+        self.W = Linear(dims.video + dims.audio, dims.text, bias=False)
         self.drop = Dropout(float(c["dropout"]))
         self.margin = float(c["margin"])
         self.norm_inputs = bool(c["norm_inputs"])

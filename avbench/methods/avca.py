@@ -64,6 +64,7 @@ from avbench.methods import register
 from avbench.errors import ConfigError
 from avbench.methods.base import Batch, Dims, Method, Reference, adam, feature_family
 from avbench.methods.layers import Dropout, EmbeddingNet, attention, rows
+from avbench.methods.onednn import Linear
 
 
 class CrossAttention(nn.Module):
@@ -79,11 +80,11 @@ class CrossAttention(nn.Module):
                 nn.ModuleDict(
                     {
                         "norm1": nn.LayerNorm(dim),
-                        "qkv": nn.Linear(dim, 3 * inner, bias=False),
-                        "out": nn.Sequential(nn.Linear(inner, dim), Dropout(dropout)),
+                        "qkv": Linear(dim, 3 * inner, bias=False),
+                        "out": nn.Sequential(Linear(inner, dim), Dropout(dropout)),
                         "norm2": nn.LayerNorm(dim),
                         "ff": nn.Sequential(
-                            nn.Linear(dim, mlp_dim), nn.GELU(), Dropout(dropout), nn.Linear(mlp_dim, dim), Dropout(dropout)
+                            Linear(dim, mlp_dim), nn.GELU(), Dropout(dropout), Linear(mlp_dim, dim), Dropout(dropout)
                         ),
                     }
                 )

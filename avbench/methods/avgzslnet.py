@@ -63,14 +63,15 @@ from torch import nn
 from avbench.methods import register
 from avbench.methods.base import Batch, Dims, Method, Reference
 from avbench.methods.layers import Dropout, gathered, rows
+from avbench.methods.onednn import Linear
 
 
 def embedding_net(d_in: int, hidden: int, d_out: int, dropout: float, bn: bool) -> nn.Sequential:
     """Linear -> [BN] -> ReLU -> Dropout -> Linear (``EmbeddingNet``)."""
-    layers: list[nn.Module] = [nn.Linear(d_in, hidden)]
+    layers: list[nn.Module] = [Linear(d_in, hidden)]
     if bn:
         layers.append(nn.BatchNorm1d(hidden))
-    layers += [nn.ReLU(), Dropout(dropout), nn.Linear(hidden, d_out)]
+    layers += [nn.ReLU(), Dropout(dropout), Linear(hidden, d_out)]
     return nn.Sequential(*layers)
 
 

@@ -80,14 +80,15 @@ from avbench.errors import ConfigError
 from avbench.methods import register
 from avbench.methods.base import Batch, Dims, Method, Reference
 from avbench.methods.layers import Dropout, gathered, rows
+from avbench.methods.onednn import Linear
 
 
 def embedding_net(d_in: int, hidden: int, d_out: int, dropout: float, bn: bool) -> nn.Sequential:
     """Linear -> [BN] -> ReLU -> Dropout -> Linear -> ReLU (``EmbeddingNetCJME``)."""
-    layers: list[nn.Module] = [nn.Linear(d_in, hidden)]
+    layers: list[nn.Module] = [Linear(d_in, hidden)]
     if bn:
         layers.append(nn.BatchNorm1d(hidden))
-    layers += [nn.ReLU(), Dropout(dropout), nn.Linear(hidden, d_out), nn.ReLU()]
+    layers += [nn.ReLU(), Dropout(dropout), Linear(hidden, d_out), nn.ReLU()]
     return nn.Sequential(*layers)
 
 
@@ -176,7 +177,7 @@ class CJME(Method):
         self.f_v = embedding_net(dims.video, h, p, r, bn)
         self.f_t = embedding_net(dims.text, int(c["hidden_text"]), p, r, bn)
         self.attention = nn.Sequential(
-            nn.BatchNorm1d(dims.audio + dims.video), nn.Linear(dims.audio + dims.video, 1), nn.Sigmoid()
+            nn.BatchNorm1d(dims.audio + dims.video), Linear(dims.audio + dims.video, 1), nn.Sigmoid()
         )
         self.margin = float(c["margin"])
 

@@ -102,6 +102,7 @@ from avbench.errors import ConfigError
 from avbench.methods import register
 from avbench.methods.base import Batch, Dims, Method, TrainData, adam
 from avbench.methods.layers import Dropout, attention
+from avbench.methods.onednn import Linear
 
 # ---------------------------------------------------------------------------
 # Part 1: class-embedding optimisation
@@ -114,9 +115,9 @@ class ClassEmbeddingMap(nn.Module):
     def __init__(self, dim: int, hidden: int):
         super().__init__()
         if hidden > 0:
-            self.delta = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+            self.delta = nn.Sequential(Linear(dim, hidden), nn.GELU(), Linear(hidden, dim))
         else:
-            self.delta = nn.Sequential(nn.Linear(dim, dim, bias=False))
+            self.delta = nn.Sequential(Linear(dim, dim, bias=False))
         nn.init.zeros_(self.delta[-1].weight)
         if self.delta[-1].bias is not None:
             nn.init.zeros_(self.delta[-1].bias)
@@ -174,13 +175,13 @@ class CrossAttentionLayer(nn.Module):
         self.heads = heads
         self.norm_q = nn.ModuleList([nn.LayerNorm(dim), nn.LayerNorm(dim)])
         self.norm_kv = nn.ModuleList([nn.LayerNorm(dim), nn.LayerNorm(dim)])
-        self.q = nn.ModuleList([nn.Linear(dim, dim, bias=False) for _ in range(2)])
-        self.kv = nn.ModuleList([nn.Linear(dim, 2 * dim, bias=False) for _ in range(2)])
-        self.out = nn.ModuleList([nn.Sequential(nn.Linear(dim, dim), Dropout(dropout)) for _ in range(2)])
+        self.q = nn.ModuleList([Linear(dim, dim, bias=False) for _ in range(2)])
+        self.kv = nn.ModuleList([Linear(dim, 2 * dim, bias=False) for _ in range(2)])
+        self.out = nn.ModuleList([nn.Sequential(Linear(dim, dim), Dropout(dropout)) for _ in range(2)])
         self.norm_ff = nn.ModuleList([nn.LayerNorm(dim), nn.LayerNorm(dim)])
         self.ff = nn.ModuleList(
             [
-                nn.Sequential(nn.Linear(dim, mlp_dim), nn.GELU(), Dropout(dropout), nn.Linear(mlp_dim, dim), Dropout(dropout))
+                nn.Sequential(Linear(dim, mlp_dim), nn.GELU(), Dropout(dropout), Linear(mlp_dim, dim), Dropout(dropout))
                 for _ in range(2)
             ]
         )
@@ -209,14 +210,14 @@ class CrossAttentionEncoder(nn.Module):
                  mlp_dim: int, dropout: float):
         super().__init__()
         self.tokens, self.dim = tokens, dim
-        self.tok_a = nn.Linear(d_audio, tokens * dim)
-        self.tok_v = nn.Linear(d_video, tokens * dim)
+        self.tok_a = Linear(d_audio, tokens * dim)
+        self.tok_v = Linear(d_video, tokens * dim)
         self.norm_a, self.norm_v = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.pos = nn.Parameter(0.02 * torch.randn(2, tokens, dim))  # modality + position embedding
         self.drop = Dropout(dropout)
         self.layers = nn.ModuleList([CrossAttentionLayer(dim, heads, mlp_dim, dropout) for _ in range(depth)])
         self.norm_out = nn.LayerNorm(dim)
-        self.head = nn.Linear(dim, d_out)
+        self.head = Linear(dim, d_out)
 
     def forward(self, audio: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
         B = audio.shape[0]
@@ -234,7 +235,7 @@ class ConcatEncoder(nn.Module):
     def __init__(self, d_audio: int, d_video: int, d_out: int, hidden: int, dropout: float):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(d_audio + d_video, hidden), nn.LayerNorm(hidden), nn.ReLU(), Dropout(dropout), nn.Linear(hidden, d_out)
+            Linear(d_audio + d_video, hidden), nn.LayerNorm(hidden), nn.ReLU(), Dropout(dropout), Linear(hidden, d_out)
         )
 
     def forward(self, audio: torch.Tensor, video: torch.Tensor) -> torch.Tensor:

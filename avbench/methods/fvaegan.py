@@ -131,6 +131,7 @@ from avbench.errors import ConfigError
 from avbench.methods import register
 from avbench.methods.base import Batch, Dims, Method, TrainData
 from avbench.methods.layers import rows
+from avbench.methods.onednn import Linear, linear
 
 
 # ---------------------------------------------------------------------------
@@ -149,9 +150,9 @@ class Encoder(nn.Module):
 
     def __init__(self, d_x: int, d_t: int, hidden: int, latent: int):
         super().__init__()
-        self.body = nn.Sequential(nn.Linear(d_x + d_t, hidden), nn.ReLU())
-        self.mean = nn.Linear(hidden, latent)
-        self.log_var = nn.Linear(hidden, latent)
+        self.body = nn.Sequential(Linear(d_x + d_t, hidden), nn.ReLU())
+        self.mean = Linear(hidden, latent)
+        self.log_var = Linear(hidden, latent)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.body(torch.cat((x, t), dim=1))
@@ -163,7 +164,7 @@ class Generator(nn.Module):
 
     def __init__(self, latent: int, d_t: int, hidden: int, d_x: int):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(latent + d_t, hidden), nn.ReLU(), nn.Linear(hidden, d_x))
+        self.net = nn.Sequential(Linear(latent + d_t, hidden), nn.ReLU(), Linear(hidden, d_x))
 
     def logits(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat((z, t), dim=1))
@@ -177,7 +178,7 @@ class Critic(nn.Module):
 
     def __init__(self, d_in: int, hidden: int):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(d_in, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 1))
+        self.net = nn.Sequential(Linear(d_in, hidden), nn.LeakyReLU(0.2), Linear(hidden, 1))
         _normal_init(self)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
@@ -424,7 +425,7 @@ class FVAEGAN(Method):
                 perm = torch.randperm(n, generator=gen, device=X.device)
                 for i in range(0, n, bs):
                     idx = perm[i : i + bs]
-                    loss = F.cross_entropy(F.linear(X[idx], W, b), Y[idx])
+                    loss = F.cross_entropy(linear(X[idx], W, b), Y[idx])
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
@@ -435,4 +436,4 @@ class FVAEGAN(Method):
         if self._clf is None or not torch.equal(self._clf_key[1], text):
             raise RuntimeError("f-vaegan-d2: call prepare_eval(text, seen) for this search space before distances()")
         W, b = self._clf
-        return -F.log_softmax(F.linear(av_features(audio, video), W, b), dim=1)
+        return -F.log_softmax(linear(av_features(audio, video), W, b), dim=1)

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from avbench.methods.onednn import Linear
+
 
 def rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """``x[index]`` for a 1-D long ``index``: the same rows, through ``index_select``.
@@ -151,12 +153,12 @@ class EmbeddingNet(nn.Module):
         super().__init__()
         layers: list[nn.Module] = []
         if hidden:
-            layers.append(nn.Linear(d_in, hidden))
+            layers.append(Linear(d_in, hidden))
             if hidden_bn:
                 layers.append(nn.BatchNorm1d(hidden))
             layers += [nn.ReLU(), Dropout(dropout)]
             d_in = hidden
-        layers += [nn.Linear(d_in, d_out), nn.BatchNorm1d(d_out, momentum=momentum), nn.ReLU(), Dropout(dropout)]
+        layers += [Linear(d_in, d_out), nn.BatchNorm1d(d_out, momentum=momentum), nn.ReLU(), Dropout(dropout)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

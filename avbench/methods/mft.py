@@ -88,12 +88,13 @@ from avbench.errors import ConfigError
 from avbench.methods import register
 from avbench.methods.base import Batch, Dims, Method, adam
 from avbench.methods.layers import Dropout, attention
+from avbench.methods.onednn import Linear
 
 
 def mlp(d_in: int, hidden: int, d_out: int, dropout: float) -> nn.Sequential:
     """Linear -> LayerNorm -> GELU -> Dropout -> Linear."""
     return nn.Sequential(
-        nn.Linear(d_in, hidden), nn.LayerNorm(hidden), nn.GELU(), Dropout(dropout), nn.Linear(hidden, d_out)
+        Linear(d_in, hidden), nn.LayerNorm(hidden), nn.GELU(), Dropout(dropout), Linear(hidden, d_out)
     )
 
 
@@ -107,11 +108,11 @@ class FusionBlock(nn.Module):
         self.heads, self.attention = heads, attention
         if attention:
             self.norm1 = nn.LayerNorm(dim)
-            self.qkv = nn.Linear(dim, 3 * dim)
-            self.out = nn.Linear(dim, dim)
+            self.qkv = Linear(dim, 3 * dim)
+            self.out = Linear(dim, dim)
             self.drop1 = Dropout(dropout)
         self.norm2 = nn.LayerNorm(dim)
-        self.ff = nn.Sequential(nn.Linear(dim, mlp_dim), nn.GELU(), Dropout(dropout), nn.Linear(mlp_dim, dim))
+        self.ff = nn.Sequential(Linear(dim, mlp_dim), nn.GELU(), Dropout(dropout), Linear(mlp_dim, dim))
         self.drop2 = Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [B, T, dim]
@@ -242,7 +243,7 @@ class MFT(Method):
             for _ in range(int(c["depth"]))
         )
         self.norm = nn.LayerNorm(d)
-        self.O_proj = nn.Linear(d, int(c["proj_dim"]))
+        self.O_proj = Linear(d, int(c["proj_dim"]))
         self.W_proj = mlp(dims.text, int(c["hidden_text"]), int(c["proj_dim"]), r)
         self.scale = 1.0 / float(c["temperature"])
 

@@ -189,6 +189,7 @@ from avbench.errors import ConfigError
 from avbench.methods import register
 from avbench.methods.base import Batch, Dims, Method, Reference, adam, feature_family
 from avbench.methods.layers import Dropout, EmbeddingNet, attention, rows
+from avbench.methods.onednn import Linear, linear
 
 
 class TokenEmbedding(nn.Module):
@@ -205,9 +206,9 @@ class TokenEmbedding(nn.Module):
             raise ConfigError(f"setting embed_dim={embed_dim}: expected an even number (sin and cos halves)")
         self.dim = dim
         self.modal = nn.Embedding(2, embed_dim)  # 0 audio, 1 video
-        self.fourier = nn.Linear(embed_dim, embed_dim)
+        self.fourier = Linear(embed_dim, embed_dim)
         self.register_buffer("fourier_randn", fourier_scale * torch.randn(2, embed_dim // 2))
-        self.proj = nn.ModuleList([nn.Linear(dim + embed_dim, dim) for _ in range(2)])
+        self.proj = nn.ModuleList([Linear(dim + embed_dim, dim) for _ in range(2)])
         self.drop = Dropout(dropout)
 
     def time(self, t: torch.Tensor) -> torch.Tensor:
@@ -221,7 +222,7 @@ class TokenEmbedding(nn.Module):
         e = self.modal.weight[modality] + self.time(t)  # [T, embed_dim]
         proj = self.proj[modality]
         w_x, w_e = proj.weight[:, : self.dim], proj.weight[:, self.dim :]
-        return self.drop(F.linear(x, w_x) + F.linear(e, w_e, proj.bias))
+        return self.drop(linear(x, w_x) + linear(e, w_e, proj.bias))
 
 
 class Transformer(nn.Module):
@@ -237,10 +238,10 @@ class Transformer(nn.Module):
                 nn.ModuleDict(
                     {
                         "norm": nn.LayerNorm(dim),
-                        "qkv": nn.Linear(dim, 3 * inner, bias=False),  # to_q, to_k, to_v
-                        "out": nn.Sequential(nn.Linear(inner, dim), Dropout(dropout)),
+                        "qkv": Linear(dim, 3 * inner, bias=False),  # to_q, to_k, to_v
+                        "out": nn.Sequential(Linear(inner, dim), Dropout(dropout)),
                         "ff": nn.Sequential(
-                            nn.Linear(dim, mlp_dim), nn.GELU(), Dropout(dropout), nn.Linear(mlp_dim, dim), Dropout(dropout)
+                            Linear(dim, mlp_dim), nn.GELU(), Dropout(dropout), Linear(mlp_dim, dim), Dropout(dropout)
                         ),
                     }
                 )
