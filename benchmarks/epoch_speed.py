@@ -5,10 +5,11 @@ dimensions (audio 512, video 512, text 300; 30 training classes); the validation
 pass scores 353 + 1467 videos (UCF's val seen + val unseen) against 42 classes
 over the 16-value β grid. Prints one JSON line:
 
-    {"device": ..., "epoch_s": ..., "val_s": ..., "protocol": ..., "machine": ...}
+    {"device": ..., "epoch_s": ..., "val_s": ..., "protocol": ..., "machine": ..., "linear": ...}
 
 (``machine``: the CPU or GPU model, see ``avbench.protocol.machine``; a time means
-little without it.)
+little without it. ``linear``: the library of the linear layers' products,
+``avbench.methods.onednn``.)
 
 ``--protocol reference`` times AVCA's reference protocol (its code's extra
 BatchNorm passes, independent negatives, the β of every output); the default is
@@ -30,6 +31,7 @@ import torch
 from avbench.data.synthetic import SyntheticSpec, synthetic_benchmark
 from avbench.methods import get_method
 from avbench.methods.base import Dims
+from avbench.methods.onednn import engine
 from avbench.protocol.metrics import beta_grid
 from avbench.protocol.presets import PLATFORM_OPTIONS, PROTOCOLS, get_preset, resolve_protocol
 from avbench.protocol.machine import hardware, pick_device
@@ -89,6 +91,7 @@ def main() -> None:
                       "val_s": round(val_s, 4),
                       "protocol": args.protocol, "mode": mode, "negatives": cfg["negatives"],
                       "bn_passes": cfg["bn_passes"], "threads": torch.get_num_threads(), "machine": hardware(dev),
+                      "linear": engine(dev),
                       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
 
 

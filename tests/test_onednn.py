@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from avbench.methods import onednn
-from avbench.methods.onednn import Linear, linear, uses_onednn
+from avbench.methods.onednn import Linear, engine, linear, uses_onednn
 
 needs_onednn = pytest.mark.skipif(not onednn._AVAILABLE, reason="this torch build has no oneDNN linear op")
 
@@ -64,11 +64,11 @@ def test_same_inputs_same_bits():
 def test_blas_where_onednn_does_not_pay_or_apply():
     w = torch.randn(64, 300)
     assert not uses_onednn(torch.randn(30, 300), w)  # 30 class embeddings: below MIN_MACS
-    assert uses_onednn(torch.randn(256, 300), w)
+    assert uses_onednn(torch.randn(256, 300), w) and engine(torch.device("cpu")) == "oneDNN"
     assert not uses_onednn(torch.randn(256, 300, dtype=torch.float64), w.double())
     torch.backends.mkldnn.enabled = False  # torch's switch
     try:
-        assert not uses_onednn(torch.randn(256, 300), w)
+        assert not uses_onednn(torch.randn(256, 300), w) and engine(torch.device("cpu")) == "BLAS"
         x = torch.randn(256, 300)
         assert torch.equal(linear(x, w), F.linear(x, w))
     finally:

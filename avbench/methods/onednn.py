@@ -82,6 +82,13 @@ def uses_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
     )
 
 
+def engine(device: torch.device) -> str:
+    """Which library computes the large fp32 linear maps on ``device`` (benchmarks print it)."""
+    if device.type == "cpu" and _AVAILABLE and torch._C._get_mkldnn_enabled():
+        return "oneDNN"
+    return "cuBLAS" if device.type == "cuda" else "BLAS"
+
+
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """``F.linear(x, weight, bias)``; fp32 products on the CPU through oneDNN (see the module docstring)."""
     if not uses_onednn(x, weight):
