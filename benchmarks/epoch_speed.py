@@ -35,7 +35,7 @@ from avbench.methods.onednn import engine
 from avbench.protocol.metrics import beta_grid
 from avbench.protocol.presets import PLATFORM_OPTIONS, PROTOCOLS, get_preset, resolve_protocol
 from avbench.protocol.machine import hardware, pick_device
-from avbench.protocol.run import resolve_config
+from avbench.protocol.config import resolve_config
 from avbench.protocol.trainer import EvalSet, TrainSet, train, validation_record
 
 

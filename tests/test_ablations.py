@@ -26,7 +26,7 @@ def _trained(bench, method, settings):
 
 
 def _known(settings, method, bench):
-    from avbench.protocol.run import resolve_config
+    from avbench.protocol.config import resolve_config
 
     known = resolve_config(method, bench.dataset, bench.features, {})
     return {k: v for k, v in settings.items() if k in known}

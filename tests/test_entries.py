@@ -345,7 +345,7 @@ def test_a_store_written_before_machines_were_recorded_gains_the_column(backend,
 
 def test_a_result_is_stored_with_the_torch_of_the_process_that_ran_it(tmp_path):
     """A sweep's final runs in a trial process, maybe on another node than the one storing it."""
-    from avbench.protocol.run import RunResult
+    from avbench.protocol.result import RunResult
     from avbench.results.provenance import git_revision
     from avbench.results.rows import row_from_result
 

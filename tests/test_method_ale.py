@@ -4,7 +4,8 @@ import torch
 from avbench.data.synthetic import synthetic_benchmark
 from avbench.methods.ale import ALE, ale_loss
 from avbench.methods.base import Dims
-from avbench.protocol.run import resolve_config, run_protocol
+from avbench.protocol.config import resolve_config
+from avbench.protocol.run import run_protocol
 
 from conftest import SMALL
 

@@ -6,7 +6,8 @@ import torch.nn.functional as F
 from avbench.data.synthetic import synthetic_benchmark
 from avbench.methods import get_method
 from avbench.methods.base import Batch, Dims
-from avbench.protocol.run import resolve_config, run_protocol
+from avbench.protocol.config import resolve_config
+from avbench.protocol.run import run_protocol
 
 from conftest import SMALL
 

@@ -9,7 +9,8 @@ from avbench.errors import ConfigError
 from avbench.methods import get_method
 from avbench.methods.base import Batch, Dims
 from avbench.methods.cjme import attention_target, entropy
-from avbench.protocol.run import resolve_config, run_protocol
+from avbench.protocol.config import resolve_config
+from avbench.protocol.run import run_protocol
 
 from conftest import SMALL
 

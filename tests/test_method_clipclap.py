@@ -10,7 +10,8 @@ from avbench.data.synthetic import SyntheticSpec, synthetic_benchmark
 from avbench.errors import ConfigError
 from avbench.methods import get_method
 from avbench.methods.base import Batch, Dims
-from avbench.protocol.run import resolve_config, run_protocol
+from avbench.protocol.config import resolve_config
+from avbench.protocol.run import run_protocol
 from avbench.search.space import load_space
 
 from conftest import SMALL

@@ -5,7 +5,8 @@ from avbench.data.synthetic import synthetic_benchmark
 from avbench.errors import ConfigError
 from avbench.methods.base import Dims
 from avbench.methods.devise import DeViSE, devise_loss
-from avbench.protocol.run import resolve_config, run_protocol
+from avbench.protocol.config import resolve_config
+from avbench.protocol.run import run_protocol
 
 from conftest import SMALL
 

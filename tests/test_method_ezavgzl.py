@@ -9,7 +9,8 @@ from avbench.data.synthetic import generate, synthetic_benchmark
 from avbench.methods import get_method
 from avbench.methods.base import Batch, Dims
 from avbench.methods.ezavgzl import avla_loss, off_diagonal, separation_loss, structure_loss
-from avbench.protocol.run import resolve_config, run_protocol
+from avbench.protocol.config import resolve_config
+from avbench.protocol.run import run_protocol
 from avbench.protocol.trainer import TrainSet, train
 
 from conftest import SMALL

@@ -9,7 +9,8 @@ from avbench.data.synthetic import synthetic_benchmark
 from avbench.methods import get_method
 from avbench.methods.base import Batch, Dims, TrainData
 from avbench.methods.fvaegan import gradient_penalty, vae_loss
-from avbench.protocol.run import resolve_config, run_protocol
+from avbench.protocol.config import resolve_config
+from avbench.protocol.run import run_protocol
 
 from conftest import SMALL
 

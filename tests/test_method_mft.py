@@ -10,8 +10,9 @@ from avbench.data.synthetic import synthetic_benchmark
 from avbench.errors import ConfigError
 from avbench.methods.base import Batch, Dims
 from avbench.methods.mft import MFT, cosine_loss, kl_loss, target_distribution
+from avbench.protocol.config import resolve_config
 from avbench.protocol.metrics import beta_grid
-from avbench.protocol.run import resolve_config, run_protocol
+from avbench.protocol.run import run_protocol
 from avbench.protocol.trainer import EvalSet, TrainSet, train
 
 from conftest import SMALL

@@ -12,7 +12,8 @@ from avbench.errors import ConfigError
 from avbench.methods import get_method
 from avbench.methods.base import Batch, Dims
 from avbench.methods.tcaf import attention_mask, random_crop, reference_crop
-from avbench.protocol.run import resolve_config, run_protocol
+from avbench.protocol.config import resolve_config
+from avbench.protocol.run import run_protocol
 from avbench.search.space import load_space
 
 # synthetic-temporal's class structure (UCF-GZSL's 30 / 12 / 9 classes), small. A tiny transformer learns the

@@ -6,7 +6,8 @@ import pytest
 from avbench.data.benchmark import TEST_SPLITS, Benchmark
 from avbench.data.synthetic import synthetic_benchmark
 from avbench.errors import ConfigError, LeakError
-from avbench.protocol.run import SplitAccess, resolve_config, run_protocol
+from avbench.protocol.config import resolve_config
+from avbench.protocol.run import SplitAccess, run_protocol
 
 from conftest import SMALL, TINY
 

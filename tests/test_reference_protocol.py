@@ -8,6 +8,7 @@ from avbench.errors import ConfigError, DataError
 from avbench.methods import available_methods, get_method
 from avbench.methods.base import Batch, Dims, Method
 from avbench.protocol import trainer
+from avbench.protocol.config import resolve_config
 from avbench.protocol.metrics import beta_grid, combine_betas, evaluate_gzsl
 from avbench.protocol.presets import (
     PRESETS,
@@ -17,7 +18,7 @@ from avbench.protocol.presets import (
     reference_sources,
     resolve_protocol,
 )
-from avbench.protocol.run import resolve_config, run_protocol, select, stage1_epochs
+from avbench.protocol.run import run_protocol, select, stage1_epochs
 from avbench.protocol.trainer import EpochRecord, EvalSet, validation_record
 
 TINY_SPEC = SyntheticSpec(train_per_class=12, val_seen_per_class=4, val_unseen_per_class=10, test_seen_per_class=4,

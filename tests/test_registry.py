@@ -9,7 +9,8 @@ import pytest
 from avbench.data.synthetic import synthetic_benchmark
 from avbench.errors import ConfigError
 from avbench.methods import available_methods, get_method
-from avbench.protocol.run import resolve_config, run_protocol
+from avbench.protocol.config import resolve_config
+from avbench.protocol.run import run_protocol
 from avbench.search.space import load_space
 
 from conftest import REPO, SMALL

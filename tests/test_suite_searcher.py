@@ -11,7 +11,8 @@ pytest.importorskip("optuna")
 
 from ray.tune.search import Searcher  # noqa: E402
 
-from avbench.protocol.run import RunResult, resolve_config  # noqa: E402
+from avbench.protocol.config import resolve_config  # noqa: E402
+from avbench.protocol.result import RunResult  # noqa: E402
 from avbench.search.suite_tune import SuiteRun, SuiteSearcher, _RUNS  # noqa: E402
 from avbench.search.suite_view import SweepState  # noqa: E402
 from avbench.search.sweep_setup import PreparedSweep, SweepSpec  # noqa: E402

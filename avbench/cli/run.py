@@ -26,7 +26,7 @@ def cmd_run(args) -> int:
     if not args.no_store:  # open the store first: an unreachable store or a clashing --entry fails before training
         from avbench.methods import get_method
         from avbench.protocol.presets import resolve_protocol
-        from avbench.protocol.run import resolve_config
+        from avbench.protocol.config import resolve_config
         from avbench.results.rows import config_hash
         from avbench.results.store import Store
 

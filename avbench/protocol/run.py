@@ -31,15 +31,16 @@ from avbench.data.benchmark import TEST_SPLITS, Benchmark, Split
 from avbench.errors import ConfigError, DataError, LeakError
 from avbench.methods import get_method
 from avbench.methods.base import Dims
+from avbench.protocol.config import resolve_config
 from avbench.protocol.metrics import beta_grid, combine_betas
 from avbench.protocol.presets import (
     PLATFORM_OPTIONS,
-    PROTOCOL_DEFAULTS,
     PROTOCOL_OPTIONS,
     SELECTIONS,
     get_preset,
     resolve_protocol,
 )
+from avbench.protocol.result import RunResult
 from avbench.protocol.feed import default_budget, fmt_bytes, parse_bytes
 from avbench.protocol.machine import hardware, make_deterministic, pick_device, torch_settings_restored
 from avbench.protocol.trainer import EpochRecord, EvalSet, TrainSet, evaluate, train, train_epochs
@@ -66,124 +67,6 @@ class SplitAccess:
             return sum(self._b.nbytes(n) for n in names)
         except DataError:  # a benchmark that does not record its splits' sizes
             return None
-
-
-def resolve_config(
-    method: str, dataset: str, features: str, overrides: dict | None = None, protocol_options: dict | None = None
-) -> dict:
-    """Protocol defaults < method defaults for the benchmark < protocol options < user overrides (typed).
-
-    ``protocol_options`` are the settings a reference protocol fixes (see
-    ``resolve_protocol``; its protocol-level keys are skipped here): a user override
-    may not change them, so a reference result is always its code's protocol.
-    """
-    cls = get_method(method)
-    config = {**PROTOCOL_DEFAULTS, **cls.defaults(dataset, features)}
-    fixed = {k: v for k, v in (protocol_options or {}).items() if k not in PROTOCOL_OPTIONS}
-    for key, value in fixed.items():
-        if key not in config:
-            raise ConfigError(f"method {cls.name}: protocol option {key!r} is not one of its settings")
-        config[key] = coerce(key, value, config[key])
-    for key, value in (overrides or {}).items():
-        if key not in config:
-            raise ConfigError(f"unknown setting {key!r} for method {cls.name}; known: {', '.join(sorted(config))}")
-        value = coerce(key, value, config[key])
-        if key in fixed and value != config[key]:
-            raise ConfigError(
-                f"setting {key}={value!r}: the reference protocol of {cls.name} fixes {key}={config[key]!r}; "
-                f"vary it under a preset (e.g. --protocol avca2022 --set {key}=...)"
-            )
-        config[key] = value
-    for key in ("epochs", "batches_per_epoch", "batch_size"):
-        if int(config[key]) < 1:
-            raise ConfigError(f"setting {key}={config[key]!r}: expected a positive integer")
-    return config
-
-
-def coerce(key: str, value, default):
-    """Convert ``value`` to the type of the default (bool, int, float, str)."""
-    if default is None or isinstance(value, type(default)) and not (isinstance(default, int) and isinstance(value, bool)):
-        return value
-    try:
-        if isinstance(default, bool):
-            if isinstance(value, str):
-                v = value.strip().lower()
-                if v in ("1", "true", "yes", "on"):
-                    return True
-                if v in ("0", "false", "no", "off"):
-                    return False
-                raise ValueError
-            return bool(value)
-        if isinstance(default, int):
-            f = float(value)
-            if f != int(f):
-                raise ValueError
-            return int(f)
-        if isinstance(default, float):
-            return float(value)
-        return type(default)(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"setting {key}={value!r}: expected {type(default).__name__} like {default!r}") from None
-
-
-@dataclass
-class RunResult:
-    method: str
-    dataset: str
-    features: str
-    protocol: str
-    seed: int
-    S: float  # fractions in [0, 1]
-    U: float
-    HM: float
-    ZSL: float
-    beta: float
-    best_epoch: int
-    stage2_epochs: int
-    text_order: str
-    data_fingerprint: str
-    device: str
-    seconds: float
-    config: dict
-    stage1: list[dict] = field(default_factory=list)
-    stage2: list[dict] = field(default_factory=list)
-    val: dict = field(default_factory=dict)
-    beta_curve: dict = field(default_factory=dict)  # test S/U/HM over the β grid (for plots, not selection)
-    # the budget the protocol would use for this method and benchmark without --epochs/--set
-    # (a run trained on less is a reduced-budget result; the leaderboard marks it)
-    default_budget: dict = field(default_factory=dict)
-    threads: int = 0  # torch intra-op threads the run used (0: not recorded)
-    protocol_mode: str = "platform"  # or "reference": the method's own code's protocol
-    protocol_options: dict = field(default_factory=dict)  # options the protocol mode resolved to
-    data_access: dict = field(default_factory=dict)  # stage -> resident | streamed (never changes a number)
-    # the machine and torch build that computed the numbers (protocol.machine): another CPU model or
-    # torch build changes the last bits, so a seed reproduces to the bit only there ("": not recorded)
-    hardware: str = ""
-    torch_version: str = ""
-    # the code of the process that computed them, where it differs from the one storing them (a sweep's
-    # final on another node: set there, by search.trial); None: the storing process's code
-    git_revision: str | None = None
-    avbench_version: str | None = None
-
-    def summary(self) -> dict:
-        pct = {k: round(100 * getattr(self, k), 4) for k in ("S", "U", "HM", "ZSL")}
-        return {
-            "method": self.method,
-            "dataset": self.dataset,
-            "protocol": self.protocol,
-            "protocol_mode": self.protocol_mode,
-            "protocol_options": dict(self.protocol_options),
-            "seed": self.seed,
-            **pct,
-            "beta": round(self.beta, 6),
-            "best_epoch": self.best_epoch,
-            "text_order": self.text_order,
-            "data_fingerprint": self.data_fingerprint,
-            "seconds": round(self.seconds, 2),
-        }
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def select(history: list[EpochRecord], rule: str = "first-best") -> EpochRecord:
@@ -517,4 +400,4 @@ def _run(benchmark, method, protocol, seed, overrides, text_order, device, on_ep
     return result
 
 
-__all__ = ["RunResult", "SplitAccess", "resolve_config", "resolve_protocol", "run_protocol", "select", "stage1_epochs"]
+__all__ = ["SplitAccess", "resolve_protocol", "run_protocol", "select", "stage1_epochs"]

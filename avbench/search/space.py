@@ -108,7 +108,7 @@ def load_space(method: str, dataset: str | None = None, folder: str | os.PathLik
     if unknown_top:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown_top))}")
     if known is None:
-        from avbench.protocol.run import resolve_config
+        from avbench.protocol.config import resolve_config
 
         known = set(resolve_config(method, dataset or "ucf", "main", {}))
     space = {}

@@ -241,7 +241,7 @@ def plan(suite: Suite, home=None, db=None, storage=None, tracking_uri=None, addr
     from avbench.data.registry import load_benchmark
     from avbench.methods import get_method
     from avbench.protocol.presets import resolve_protocol
-    from avbench.protocol.run import resolve_config
+    from avbench.protocol.config import resolve_config
     from avbench.search.space import load_space
     from avbench.search.sweep import SweepSpec
 

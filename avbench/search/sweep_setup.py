@@ -124,7 +124,7 @@ class PreparedSweep:
         from avbench.data.registry import avbench_home, canonical_name, load_benchmark
         from avbench.methods import get_method
         from avbench.protocol.presets import resolve_protocol
-        from avbench.protocol.run import resolve_config
+        from avbench.protocol.config import resolve_config
         from avbench.results.provenance import code, git_revision
         from avbench.results.store import Store
         from avbench.search.space import load_space
@@ -245,7 +245,7 @@ class PreparedSweep:
     def finals_for(self, params: dict, value: float, trial: str | None) -> list[int]:
         """The final seeds still to run for the best configuration (``params``, validation HM ``value``);
         creates their MLflow child runs (RUNNING, found again if a final is rerun)."""
-        from avbench.protocol.run import resolve_config
+        from avbench.protocol.config import resolve_config
         from avbench.results.rows import config_hash
 
         self.best = {"params": params, "value": float(value), "trial": trial}
@@ -278,7 +278,7 @@ class PreparedSweep:
     def record_final(self, seed: int, result: dict) -> dict | None:
         """Log one final's test metrics and store it (last: a final killed before this is rerun, reusing its MLflow
         run, never stored twice). Returns its record, or None when the store already held it."""
-        from avbench.protocol.run import RunResult
+        from avbench.protocol.result import RunResult
         from avbench.results.provenance import code
 
         res = RunResult(**result)
