@@ -400,4 +400,4 @@ def _run(benchmark, method, protocol, seed, overrides, text_order, device, on_ep
     return result
 
 
-__all__ = ["SplitAccess", "resolve_protocol", "run_protocol", "select", "stage1_epochs"]
+__all__ = ["SplitAccess", "run_protocol", "select", "stage1_epochs"]
