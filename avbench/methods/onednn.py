@@ -67,7 +67,7 @@ class _Linear(torch.autograd.Function):
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
         # under create_graph the products are recorded (through this Function) for a double backward
-        mm = _matmul if torch.is_grad_enabled() else (lambda a, b: _product(a, b.t(), None))
+        mm = _matmul if torch.is_grad_enabled() else _mm
         grad_x = mm(grad, weight) if ctx.needs_input_grad[0] else None  # [M, N] @ [N, K]
         grad_w = mm(grad.t(), x) if ctx.needs_input_grad[1] else None  # [N, M] @ [M, K]
         grad_b = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
@@ -79,21 +79,29 @@ def _matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return _Linear.apply(a, b.t(), None)
 
 
+def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a @ b (2-D) through oneDNN, no graph."""
+    return _product(a, b.t(), None)
+
+
+def _on(device: torch.device) -> bool:
+    """oneDNN computes linear maps on ``device``: the CPU, with oneDNN in the build and enabled."""
+    return device.type == "cpu" and _AVAILABLE and torch._C._get_mkldnn_enabled()
+
+
 def uses_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether :func:`linear` computes ``F.linear(x, weight)`` through oneDNN."""
     return (
-        _AVAILABLE
-        and x.device.type == "cpu"
-        and x.dtype == torch.float32
+        x.dtype == torch.float32
         and weight.dtype == torch.float32
-        and torch._C._get_mkldnn_enabled()
         and x.numel() * weight.shape[0] >= MIN_MACS  # rows × in × out
+        and _on(x.device)
     )
 
 
 def engine(device: torch.device) -> str:
     """Which library computes the large fp32 linear maps on ``device`` (benchmarks print it)."""
-    if device.type == "cpu" and _AVAILABLE and torch._C._get_mkldnn_enabled():
+    if _on(device):
         return "oneDNN"
     return "cuBLAS" if device.type == "cuda" else "BLAS"
 
@@ -107,9 +115,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     )
     if not needs_grad:
         return _product(x, weight, bias)
-    if x.dim() == 2:
-        return _Linear.apply(x, weight, bias)
-    out = _Linear.apply(x.reshape(-1, x.shape[-1]), weight, bias)
+    out = _Linear.apply(x.reshape(-1, x.shape[-1]), weight, bias)  # the Function's backward takes 2-D inputs
     return out.view(*x.shape[:-1], weight.shape[0])
 
 
